@@ -1,0 +1,1 @@
+"""The warrior command line: local stack, campaigns, leaderboard, experts, datasets."""

@@ -1,0 +1,128 @@
+"""Campaign operations of the CLI: validate and enqueue, follow progress, finalize, build datasets."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from celery import Celery
+
+from warrior.common import queues
+from warrior.common.campaign_config import CampaignConfig
+from warrior.common.campaign_state import CampaignState, list_campaigns
+from warrior.common.ids import task_id
+from warrior.common.registry import Registry
+from warrior.common.runtime import DEADLETTER_KEY, Runtime
+
+
+class CampaignError(RuntimeError):
+    """A campaign operation refused or failed; the message says why."""
+
+
+def wait_for_experts(registry: Registry, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = sorted(set(names) - set(registry.experts()))
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            live = ", ".join(sorted(registry.experts())) or "none"
+            raise CampaignError(f"unknown or unavailable experts: {', '.join(missing)} (registered now: {live})")
+        time.sleep(0.5)
+
+
+def start(rt: Runtime, app: Celery, config: CampaignConfig, *, experts_timeout_s: float = 60.0) -> str:
+    """Create the campaign and enqueue its mining; nothing is enqueued unless every check passed."""
+    wait_for_experts(rt.registry, config.expert_names, experts_timeout_s)
+    campaign = config.campaign_id()
+    state = CampaignState(rt.redis, campaign)
+    expected = config.mining.per_expert * len(config.experts)
+    if not state.create(config.model_dump(mode="json"), expected):
+        raise CampaignError(f"campaign {campaign!r} already exists; give the config another `campaign:` id")
+    rt.store.put_json(f"runs/{campaign}/config.json", config.model_dump(mode="json"), if_absent=True)
+    for expert in config.expert_names:
+        for index in range(config.mining.per_expert):
+            app.send_task(
+                queues.TASK_MINE,
+                args=[campaign, expert, index],
+                task_id=task_id("mine", campaign, expert, index),
+            )
+    return campaign
+
+
+def resolve_campaign(rt: Runtime, campaign: str | None) -> str:
+    """The named campaign, or the newest one."""
+    known = list_campaigns(rt.redis)
+    if campaign is None:
+        if not known:
+            raise CampaignError("no campaign has been started yet")
+        return known[-1]
+    if campaign not in known:
+        raise CampaignError(f"unknown campaign {campaign!r} (known: {', '.join(known) or 'none'})")
+    return campaign
+
+
+def status(rt: Runtime, campaign: str) -> dict[str, Any]:
+    snap = CampaignState(rt.redis, campaign).snapshot()
+    deadletters = {str(k): str(v) for k, v in rt.redis.hgetall(DEADLETTER_KEY).items() if campaign in str(k)}
+    snap["dead_lettered"] = deadletters
+    return snap
+
+
+def progress_line(snap: dict[str, Any], elapsed: float) -> str:
+    ins = snap["instructions"]
+    return (
+        f"[{elapsed:5.0f}s] mined {snap['mine']['done']}/{snap['mine']['expected']}  "
+        f"screened {ins['screened']}/{ins['mined']}  kept {ins['kept']}  "
+        f"battled {snap['battled']}  done {snap['finished']}/{ins['kept']}  "
+        f"votes {snap['votes']}  failures {sum(snap['failures'].values())}"
+    )
+
+
+def wait(rt: Runtime, campaign: str, *, timeout_s: float, interval_s: float = 2.0) -> dict[str, Any]:
+    """Block until the campaign is done, printing progress to stderr; returns the final snapshot."""
+    started = time.monotonic()
+    state = CampaignState(rt.redis, campaign)
+    tty = sys.stderr.isatty()
+    last_line, last_print = "", 0.0
+    while True:
+        snap = state.snapshot()
+        elapsed = time.monotonic() - started
+        line = progress_line(snap, elapsed)
+        if tty:
+            sys.stderr.write("\r" + line)
+        elif line[9:] != last_line[9:] or elapsed - last_print > 30:
+            sys.stderr.write(line + "\n")
+            last_print = elapsed
+        sys.stderr.flush()
+        last_line = line
+        if snap["done"]:
+            if tty:
+                sys.stderr.write("\n")
+            state.set_status("finished")
+            return state.snapshot()
+        if elapsed > timeout_s:
+            if tty:
+                sys.stderr.write("\n")
+            raise CampaignError(f"campaign {campaign!r} not finished after {timeout_s:.0f}s: {line}")
+        time.sleep(interval_s)
+
+
+def finalize(app: Celery, campaign: str, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Ratings with intervals and final winners, computed by the scorer service."""
+    result = app.send_task(queues.TASK_FINALIZE, args=[campaign])
+    return dict(result.get(timeout=timeout_s))
+
+
+def build_dataset(app: Celery, campaign: str, name: str, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Finalize the ratings, then have the dataset builder write an immutable version."""
+    final = finalize(app, campaign, timeout_s)
+    result = app.send_task(queues.TASK_BUILD, args=[campaign, name, final["ratings_key"]])
+    manifest = dict(result.get(timeout=timeout_s))
+    manifest["uri"] = manifest_uri(manifest)
+    return manifest
+
+
+def manifest_uri(manifest: dict[str, Any]) -> str:
+    return f"datasets/{manifest['name']}/{manifest['version']}/"

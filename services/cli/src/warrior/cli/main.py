@@ -1,0 +1,227 @@
+"""The `warrior` command line: local stack, campaigns, status, leaderboard, experts and datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from warrior.cli import campaign as ops
+from warrior.cli.stack import LocalStack, StackError
+from warrior.cli.tables import table
+from warrior.common.campaign_config import ConfigError, load_campaign_config
+from warrior.common.celery_app import make_celery
+from warrior.common.registry import summarize
+from warrior.common.runtime import Runtime, get_runtime
+from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest
+
+EXIT_BAD_INPUT = 2
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def _rt() -> Runtime:
+    return get_runtime()
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    config = load_campaign_config(args.config)
+    info = LocalStack().up(config, timeout_s=args.timeout, echo=lambda m: print(m, file=sys.stderr))
+    print(f"stack up: redis {info['redis_url']}, store {info['store_url']}, logs in {LocalStack().logs}/",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    LocalStack().down(echo=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def cmd_campaign_start(args: argparse.Namespace) -> int:
+    config = load_campaign_config(args.config)  # validated before anything is enqueued
+    rt = _rt()
+    app = make_celery("cli")
+    campaign = ops.start(rt, app, config, experts_timeout_s=args.experts_timeout)
+    print(f"campaign {campaign} started", file=sys.stderr)
+    if args.wait:
+        snap = ops.wait(rt, campaign, timeout_s=args.timeout)
+        _emit(snap, args.json, f"campaign {campaign} finished: {snap['instructions']['kept']} kept, "
+                               f"{snap['battles']} battles, {snap['votes']} votes")
+    else:
+        print(campaign)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rt = _rt()
+    campaign = ops.resolve_campaign(rt, args.campaign)
+    snap = ops.status(rt, campaign)
+    ins = snap["instructions"]
+    lines = [
+        f"campaign     {campaign} ({'done' if snap['done'] else snap['status']})",
+        f"mining       {snap['mine']['done']}/{snap['mine']['expected']} units",
+        f"instructions mined {ins['mined']}, screened {ins['screened']}, kept {ins['kept']}",
+        f"dropped      {', '.join(f'{k}: {v}' for k, v in ins['dropped'].items()) or 'none'}",
+        f"battles      {snap['battles']} pairs over {snap['battled']} instructions; votes {snap['votes']}, "
+        f"ties {snap['ties']}",
+        f"finished     {snap['finished']}/{ins['kept']} kept instructions",
+        f"failures     {', '.join(f'{k}: {v}' for k, v in snap['failures'].items()) or 'none'}",
+        f"model calls  {snap['counters'].get('engine_calls', 0)} paid, "
+        f"{snap['counters'].get('ledger_reused', 0)} reused from the ledger",
+    ]
+    for item, reason in snap["failure_examples"].items():
+        lines.append(f"  {item}: {reason}")
+    for item, reason in snap["dead_lettered"].items():
+        lines.append(f"  dead-lettered {item}: {reason}")
+    _emit(snap, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    rt = _rt()
+    campaign = ops.resolve_campaign(rt, args.campaign)
+    final = ops.finalize(make_celery("cli"), campaign)
+    rows = final["leaderboard"]
+    _emit(
+        {"campaign": campaign, **final},
+        args.json,
+        f"campaign {campaign}: {final['battles']} battles, {final['votes']} votes\n"
+        + table(rows, ["expert", "rating", "ci_low", "ci_high", "battles", "wins", "losses", "win_rate"]),
+    )
+    return 0
+
+
+def cmd_experts(args: argparse.Namespace) -> int:
+    rows = summarize(_rt().registry.replicas())
+    _emit(rows, args.json, table(rows, ["expert", "engine", "model", "replicas", "capacity", "endpoints",
+                                        "last_heartbeat_s"]) if rows else "no experts registered")
+    return 0
+
+
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    rt = _rt()
+    campaign = ops.resolve_campaign(rt, args.campaign)
+    name = args.name or ops.CampaignState(rt.redis, campaign).config()["dataset"]["name"]
+    manifest = ops.build_dataset(make_celery("cli"), campaign, name)
+    manifest["uri"] = rt.store.url.rstrip("/") + "/" + manifest["uri"]
+    _emit(manifest, args.json, f"dataset {name} version {manifest['version']}: {manifest['rows']} rows at "
+                               f"{manifest['uri']}")
+    return 0
+
+
+def cmd_dataset_show(args: argparse.Namespace) -> int:
+    store = _rt().store
+    manifest = read_manifest(store, args.name, args.version)
+    versions = [v["version"] for v in list_versions(store, args.name)]
+    text = "\n".join(
+        [
+            f"dataset {manifest['name']} version {manifest['version']} "
+            f"({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(manifest['created_at']))} UTC)",
+            f"rows         {manifest['rows']} in {len(manifest['shards'])} shard(s)",
+            f"campaigns    {', '.join(manifest['campaigns'])}",
+            f"ratings      {manifest['ratings']}",
+            f"versions     {', '.join(versions)}",
+        ]
+    )
+    _emit(manifest | {"versions": versions}, args.json, text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from warrior.cli.demo import run_demo
+
+    summary = run_demo(args.config, summary_path=args.summary, timeout_s=args.timeout)
+    print(json.dumps(summary, sort_keys=False))
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warrior",
+        description="An arena where code models battle to make training data. Start a local stack with "
+        "`warrior up --config FILE`, run a campaign with `warrior campaign start --config FILE --wait`, "
+        "then `warrior leaderboard` and `warrior dataset build`.",
+        epilog="Environment: REDIS_URL (default: embedded Redis under WARRIOR_HOME), WARRIOR_STORE_URL "
+        "(file:///path or s3://bucket/prefix?endpoint=URL; default: WARRIOR_HOME/store), WARRIOR_HOME "
+        "(default: ./.warrior; logs in WARRIOR_HOME/logs).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("up", help="start the local stack for a config's experts")
+    p.add_argument("--config", required=True, help="campaign YAML whose experts to serve")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for experts to register")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop exactly what `up` started")
+    p.set_defaults(func=cmd_down)
+
+    camp = sub.add_parser("campaign", help="campaigns").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = camp.add_parser("start", help="validate a campaign config and enqueue its mining")
+    p.add_argument("--config", required=True, help="campaign YAML file")
+    p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_campaign_start)
+
+    p = sub.add_parser("status", help="progress, drops by reason and failures of a campaign")
+    p.add_argument("campaign", nargs="?", help="campaign id (default: the newest)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("leaderboard", help="ratings with 95%% intervals (provisional while running)")
+    p.add_argument("campaign", nargs="?", help="campaign id (default: the newest)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("experts", help="live experts in the registry")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_experts)
+
+    ds = sub.add_parser("dataset", help="datasets").add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ds.add_parser("build", help="final ratings and winners -> an immutable dataset version")
+    p.add_argument("--campaign", help="campaign id (default: the newest)")
+    p.add_argument("--name", help="dataset name (default: the campaign config's dataset.name)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_dataset_build)
+    p = ds.add_parser("show", help="a dataset version's manifest")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("--version", help="version id (default: the newest)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_dataset_show)
+
+    p = sub.add_parser("demo", help="up, run a campaign, build the dataset, print the leaderboard, down")
+    p.add_argument("--config", default="configs/demo.yaml", help="campaign YAML (default: configs/demo.yaml)")
+    p.add_argument("--summary", default="demo-summary.json", help="where to write the JSON summary")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds the campaign may take")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except (ops.CampaignError, DatasetNotFound) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

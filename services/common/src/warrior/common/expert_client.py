@@ -1,0 +1,155 @@
+"""Calling experts over gRPC: resolve through the registry, a deadline on every call, retry on replicas."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from warrior.common.registry import ExpertRecord, Registry
+from warrior.v1 import expert_inference_pb2 as pb
+from warrior.v1 import expert_inference_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+# Codes worth another try on another replica or after a pause: the expert is away or busy.
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+class ExpertUnavailable(RuntimeError):
+    """No live replica of the expert answered; the message names the expert and the last error."""
+
+
+class ExpertRequestError(RuntimeError):
+    """The expert refused the request itself (bad argument, prompt too long); retrying will not help."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+def sampling_pb(sampling: dict[str, Any]) -> pb.SamplingParams:
+    return pb.SamplingParams(
+        temperature=float(sampling.get("temperature", 0.0)),
+        top_p=float(sampling.get("top_p", 1.0)),
+        max_tokens=int(sampling.get("max_tokens", 0)),
+        stop=list(sampling.get("stop", [])),
+        seed=int(sampling.get("seed", 0)),
+    )
+
+
+class ExpertClient:
+    """A thread-safe client for every expert in the registry."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        deadline_s: float = 300.0,
+        attempts: int = 3,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self._registry = registry
+        self._deadline_s = deadline_s
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+    def _stub(self, endpoint: str) -> pb_grpc.ExpertInferenceServiceStub:
+        with self._lock:
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                channel = grpc.insecure_channel(
+                    endpoint,
+                    options=[
+                        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                    ],
+                )
+                self._channels[endpoint] = channel
+        return pb_grpc.ExpertInferenceServiceStub(channel)
+
+    def replica(self, expert: str) -> ExpertRecord:
+        """One live replica of the expert (for its revision); ExpertUnavailable when none is registered."""
+        replicas = self._registry.resolve(expert)
+        if not replicas:
+            raise ExpertUnavailable(f"expert {expert!r} is not registered (no live replica)")
+        return random.choice(replicas)
+
+    def _invoke(self, expert: str, call: Callable[[pb_grpc.ExpertInferenceServiceStub, float], T]) -> T:
+        last_error = "no live replica"
+        for attempt in range(self._attempts):
+            replicas = self._registry.resolve(expert)
+            random.shuffle(replicas)
+            for record in replicas:
+                try:
+                    return call(self._stub(record.endpoint), self._deadline_s)
+                except grpc.RpcError as exc:
+                    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                    detail = exc.details() if hasattr(exc, "details") else str(exc)
+                    if code not in _RETRYABLE:
+                        raise ExpertRequestError(f"expert {expert!r} refused the request: {code.name}: {detail}") from None
+                    last_error = f"{record.endpoint}: {code.name}: {detail}"
+            if attempt + 1 < self._attempts:
+                time.sleep(self._backoff_s * (2**attempt))
+        raise ExpertUnavailable(f"expert {expert!r} unavailable after {self._attempts} attempts ({last_error})")
+
+    def model_info(self, expert: str) -> pb.GetModelInfoResponse:
+        return self._invoke(expert, lambda s, t: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=min(t, 30.0)))
+
+    def complete(self, expert: str, prompt: str, sampling: dict[str, Any]) -> Generation:
+        request = pb.CompleteRequest(prompt=prompt, sampling=sampling_pb(sampling))
+        reply = self._invoke(expert, lambda s, t: s.Complete(request, timeout=t))
+        return Generation(reply.text, reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+
+    def chat(self, expert: str, messages: Sequence[dict[str, str]], sampling: dict[str, Any]) -> Generation:
+        request = pb.ChatRequest(
+            messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
+            sampling=sampling_pb(sampling),
+        )
+        reply = self._invoke(expert, lambda s, t: s.Chat(request, timeout=t))
+        return Generation(reply.text, reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+
+    def score_candidates(
+        self,
+        expert: str,
+        messages: Sequence[dict[str, str]],
+        assistant_prefix: str,
+        candidates: Sequence[str],
+    ) -> dict[str, float]:
+        request = pb.ScoreCandidatesRequest(
+            messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
+            assistant_prefix=assistant_prefix,
+            candidates=list(candidates),
+        )
+        reply = self._invoke(expert, lambda s, t: s.ScoreCandidates(request, timeout=t))
+        return {score.candidate: score.logprob for score in reply.scores}

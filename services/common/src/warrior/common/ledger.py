@@ -1,0 +1,55 @@
+"""The ledger of model calls: each call is recorded under a content hash and never paid for twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from warrior.common.ids import content_hash
+from warrior.common.store import ObjectNotFound, ObjectStore
+
+
+class CallLedger:
+    """Recorded model calls of one campaign, under `runs/<campaign>/calls/<hash>.json`.
+
+    The hash covers the expert, its weights' revision, the kind of call and the whole request
+    (prompt, sampling, seed). A retried or redelivered task finds the record and reuses it. When two
+    workers race on one call, the first record written wins and both return it, so downstream
+    effects see one answer.
+    """
+
+    def __init__(self, store: ObjectStore, campaign: str) -> None:
+        self._store = store
+        self._campaign = campaign
+
+    def key(self, expert: str, revision: str, kind: str, request: dict[str, Any]) -> str:
+        digest = content_hash(expert, revision, kind, request, length=32)
+        return f"runs/{self._campaign}/calls/{digest}.json"
+
+    def call(
+        self,
+        expert: str,
+        revision: str,
+        kind: str,
+        request: dict[str, Any],
+        invoke: Callable[[], dict[str, Any]],
+    ) -> tuple[dict[str, Any], bool]:
+        """The recorded response if there is one, else invoke() and record it; returns (response, reused)."""
+        key = self.key(expert, revision, kind, request)
+        try:
+            return self._store.get_json(key)["response"], True
+        except ObjectNotFound:
+            pass
+        response = invoke()
+        record = {
+            "expert": expert,
+            "revision": revision,
+            "kind": kind,
+            "request": request,
+            "response": response,
+            "recorded_at": time.time(),
+        }
+        if self._store.put_json(key, record, if_absent=True):
+            return response, False
+        return self._store.get_json(key)["response"], False

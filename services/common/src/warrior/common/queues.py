@@ -1,0 +1,42 @@
+"""The pipeline's queues and task names: the one source that workers, senders and the chart share."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MINE: Final = "mine"
+SCREEN: Final = "screen"
+BATTLE: Final = "battle"
+SCORE: Final = "score"
+DATASET: Final = "dataset"
+
+QUEUES: Final = (MINE, SCREEN, BATTLE, SCORE, DATASET)
+
+# Task names are strings, so a stage enqueues the next one without importing another service.
+TASK_MINE: Final = "warrior.mine"
+TASK_SCREEN: Final = "warrior.screen"
+TASK_BATTLE: Final = "warrior.battle"
+TASK_SCORE: Final = "warrior.score"
+TASK_FINALIZE: Final = "warrior.finalize"
+TASK_COLLECT: Final = "warrior.collect"
+TASK_BUILD: Final = "warrior.build"
+
+TASK_QUEUES: Final = {
+    TASK_MINE: MINE,
+    TASK_SCREEN: SCREEN,
+    TASK_BATTLE: BATTLE,
+    TASK_SCORE: SCORE,
+    TASK_FINALIZE: SCORE,
+    TASK_COLLECT: DATASET,
+    TASK_BUILD: DATASET,
+}
+
+# Which service's worker consumes which queues (one worker process per service in the local stack).
+SERVICE_QUEUES: Final = {
+    "instruction_miner": (MINE, SCREEN),
+    "judge": (BATTLE,),
+    "scorer": (SCORE,),
+    "dataset_builder": (DATASET,),
+}
+
+DEFAULT_GRPC_PORT: Final = 50051

@@ -1,0 +1,59 @@
+"""Per-process connections a worker needs: settings, Redis, object store, registry, expert client."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import redis
+
+from warrior.common.expert_client import ExpertClient
+from warrior.common.redis_client import connect
+from warrior.common.registry import Registry
+from warrior.common.settings import Settings
+from warrior.common.store import ObjectStore, open_store
+
+DEADLETTER_KEY = "warrior:deadletter"
+MAX_DELIVERIES = 5
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    store: ObjectStore
+    registry: Registry
+    client: ExpertClient
+
+    def admit(self, task_id: str, task_name: str, max_deliveries: int = MAX_DELIVERIES) -> bool:
+        """Count a delivery of a task; False (and dead-lettered) once it came back too many times.
+
+        A message whose task keeps killing its worker would otherwise be redelivered forever.
+        """
+        key = f"warrior:deliveries:{task_id}"
+        count = int(self.redis.incr(key))  # type: ignore[arg-type]
+        self.redis.expire(key, 7 * 24 * 3600)
+        if count <= max_deliveries:
+            return True
+        self.redis.hset(
+            DEADLETTER_KEY,
+            task_id,
+            f"{task_name}: delivered {count} times (limit {max_deliveries}); dead-lettered at {time.time():.0f}",
+        )
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    """The process's runtime, built on first use from the environment."""
+    settings = Settings.from_env()
+    client = connect(settings.redis_url)
+    registry = Registry(client, ttl_s=settings.registry_ttl_s)
+    return Runtime(
+        settings=settings,
+        redis=client,
+        store=open_store(settings.store_url),
+        registry=registry,
+        client=ExpertClient(registry, deadline_s=settings.grpc_deadline_s),
+    )

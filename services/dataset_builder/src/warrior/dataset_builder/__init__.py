@@ -1,0 +1,1 @@
+"""Celery worker: rows with lineage, immutable dataset versions."""

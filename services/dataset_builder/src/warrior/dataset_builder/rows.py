@@ -1,0 +1,50 @@
+"""Dataset rows: the instruction, every answer and the battle's lineage; the winner's answer becomes the target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def candidate_row(instruction: dict[str, Any], battle: dict[str, Any], score: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to emit the training row once the final winner is known."""
+    return {
+        "id": instruction["id"],
+        "campaign": instruction["campaign"],
+        "instruction": instruction["text"],
+        "attacker": instruction["attacker"],
+        "attacker_revision": instruction["attacker_revision"],
+        "answers": {
+            name: {"text": a["text"], "revision": a["revision"], "finish_reason": a["finish_reason"]}
+            for name, a in battle["answers"].items()
+        },
+        "pairs": battle["pairs"],
+        "judges": sorted({j["judge"] for j in battle["judgments"]}),
+        "provisional": {"winner": score["winner"], "scores": score["scores"]},
+    }
+
+
+def training_row(candidate: dict[str, Any], winner: str, scores: dict[str, float], ratings_key: str) -> dict[str, Any]:
+    """A chat record (`messages`) with its lineage, ready for an SFT trainer."""
+    answer = candidate["answers"][winner]
+    return {
+        "messages": [
+            {"role": "user", "content": candidate["instruction"]},
+            {"role": "assistant", "content": answer["text"]},
+        ],
+        "lineage": {
+            "campaign": candidate["campaign"],
+            "instruction_id": candidate["id"],
+            "attacker": candidate["attacker"],
+            "attacker_revision": candidate["attacker_revision"],
+            "winner": winner,
+            "winner_revision": answer["revision"],
+            "scores": scores,
+            "votes": [
+                {"a": p["a"], "b": p["b"], "votes_a": p["votes_a"], "votes_b": p["votes_b"], "ties": p["ties"]}
+                for p in candidate["pairs"]
+            ],
+            "judges": candidate["judges"],
+            "model_revisions": {name: a["revision"] for name, a in candidate["answers"].items()},
+            "ratings": ratings_key,
+        },
+    }

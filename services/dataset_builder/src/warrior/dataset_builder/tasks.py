@@ -1,0 +1,41 @@
+"""The dataset builder's stages: collect one scored battle as a row, build a dataset version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warrior.common.campaign_state import CampaignState
+from warrior.common.runtime import Runtime
+from warrior.dataset_builder.rows import candidate_row, training_row
+from warrior.dataset_builder.versions import build_version
+
+
+def row_key(campaign: str, iid: str) -> str:
+    return f"runs/{campaign}/rows/{iid}.json"
+
+
+def collect(rt: Runtime, campaign: str, iid: str) -> None:
+    """Append this instruction's row (with lineage and its provisional winner) to the campaign's rows."""
+    base = f"runs/{campaign}"
+    instruction = rt.store.get_json(f"{base}/instructions/{iid}.json")
+    battle = rt.store.get_json(f"{base}/battles/{iid}.json")
+    score = rt.store.get_json(f"{base}/scores/{iid}.json")
+    rt.store.put_json(row_key(campaign, iid), candidate_row(instruction, battle, score), if_absent=True)
+    state = CampaignState(rt.redis, campaign)
+    state.mark("collected", iid)
+    state.mark("finished", iid)
+
+
+def build(rt: Runtime, campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
+    """A dataset version of the campaign's rows, each with the winner decided by the final ratings."""
+    snapshot = rt.store.get_json(ratings_key)
+    rows = []
+    for key in rt.store.list(f"runs/{campaign}/rows/"):
+        candidate = rt.store.get_json(key)
+        decided = snapshot["winners"].get(candidate["id"])
+        if decided is None:
+            continue
+        rows.append(training_row(candidate, decided["winner"], decided["scores"], ratings_key))
+    return build_version(
+        rt.store, name, rows, campaigns=[campaign], ratings_key=ratings_key, leaderboard=snapshot["leaderboard"]
+    )

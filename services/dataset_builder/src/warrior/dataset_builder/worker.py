@@ -1,0 +1,34 @@
+"""Celery worker of the dataset-builder service: queue `dataset`.
+
+Run: celery -A warrior.dataset_builder.worker worker -Q dataset
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from warrior.common import queues
+from warrior.common.campaign_state import CampaignState
+from warrior.common.celery_app import make_celery
+from warrior.common.runtime import get_runtime
+from warrior.dataset_builder import tasks
+
+app = make_celery("dataset_builder")
+
+
+@app.task(name=queues.TASK_COLLECT, bind=True)
+def collect(self: Task, campaign: str, iid: str) -> None:
+    rt = get_runtime()
+    if not rt.admit(self.request.id, queues.TASK_COLLECT):
+        state = CampaignState(rt.redis, campaign)
+        state.fail(f"collect:{iid}", "dead-lettered after repeated deliveries")
+        state.mark("finished", iid)
+        return
+    tasks.collect(rt, campaign, iid)
+
+
+@app.task(name=queues.TASK_BUILD)
+def build(campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
+    return tasks.build(get_runtime(), campaign, name, ratings_key)

@@ -1,0 +1,1 @@
+"""gRPC model server for one expert: llama.cpp engine, self-registration."""

@@ -1,0 +1,59 @@
+"""What an inference engine offers the server: generation from a prompt and candidate scoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class EngineRequestError(ValueError):
+    """A request the engine cannot serve as asked (e.g. a prompt longer than the context)."""
+
+
+class EngineBusy(RuntimeError):
+    """Too many requests are waiting; the caller should back off and retry."""
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    model: str
+    revision: str
+    engine: str
+    chat_template: str
+    bos_token: str
+    eos_token: str
+    stop_strings: tuple[str, ...]
+    context_length: int
+    capacity: int
+    capabilities: dict[str, bool] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    info: EngineInfo
+
+    async def generate(self, prompt: str, sampling: SamplingSpec) -> Generated:
+        """Continue the prompt exactly as given (the server has already applied any template)."""
+        ...
+
+    async def score(self, context: str, candidates: list[str]) -> list[tuple[float, int]]:
+        """(sum of log-probabilities, token count) of each candidate continuing the context."""
+        ...
+
+    def close(self) -> None: ...

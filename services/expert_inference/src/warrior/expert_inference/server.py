@@ -1,0 +1,302 @@
+"""The expert-inference gRPC server: serves one engine, registers itself, deregisters on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from warrior.common.chat_template import Message, TemplateError, completion_prompt, render_chat_lenient
+from warrior.common.redis_client import connect
+from warrior.common.registry import ExpertRecord, Registry
+from warrior.common.settings import Settings
+from warrior.expert_inference.engine import Engine, EngineBusy, EngineRequestError, SamplingSpec
+from warrior.v1 import expert_inference_pb2 as pb
+from warrior.v1 import expert_inference_pb2_grpc as pb_grpc
+
+log = logging.getLogger("warrior.expert_inference")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExpertInferenceService"].full_name
+MAX_PROMPT_CHARS = 1_000_000
+MAX_CANDIDATES = 64
+_ROLES = {"system", "user", "assistant"}
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _sampling(params: pb.SamplingParams, default_max_tokens: int) -> SamplingSpec:
+    if params.temperature < 0 or params.temperature > 5:
+        raise _Invalid(f"sampling.temperature={params.temperature} must be within [0, 5]")
+    if params.top_p < 0 or params.top_p > 1:
+        raise _Invalid(f"sampling.top_p={params.top_p} must be within (0, 1]")
+    if len(params.stop) > 16:
+        raise _Invalid(f"sampling.stop has {len(params.stop)} strings (at most 16)")
+    return SamplingSpec(
+        temperature=params.temperature,
+        top_p=params.top_p or 1.0,
+        max_tokens=params.max_tokens or default_max_tokens,
+        stop=tuple(s for s in params.stop if s),
+        seed=params.seed,
+    )
+
+
+def _messages(raw: Sequence[pb.ChatMessage]) -> list[Message]:
+    if not raw:
+        raise _Invalid("messages is empty")
+    out = []
+    for i, m in enumerate(raw):
+        if m.role not in _ROLES:
+            raise _Invalid(f"messages[{i}].role={m.role!r} must be one of system, user, assistant")
+        out.append(Message(m.role, m.content))
+    if sum(len(m.content) for m in out) > MAX_PROMPT_CHARS:
+        raise _Invalid(f"messages exceed {MAX_PROMPT_CHARS} characters")
+    return out
+
+
+class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
+    """Maps the contract onto an engine; validation errors become INVALID_ARGUMENT."""
+
+    def __init__(self, name: str, engine: Engine) -> None:
+        self.name = name
+        self.engine = engine
+
+    def _render(self, messages: list[Message], assistant_prefix: str = "") -> tuple[str, tuple[str, ...]]:
+        info = self.engine.info
+        if not info.chat_template:
+            return completion_prompt(messages, assistant_prefix), info.stop_strings
+        prompt = render_chat_lenient(
+            info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token, add_generation_prompt=True
+        )
+        return prompt + assistant_prefix, info.stop_strings
+
+    async def _guard(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
+        try:
+            return await coro
+        except (_Invalid, EngineRequestError, TemplateError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except EngineBusy as exc:
+            await context.set_trailing_metadata((("retry-after-ms", "500"),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
+    async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
+        async def run() -> pb.CompleteResponse:
+            if not request.prompt:
+                raise _Invalid("prompt is empty")
+            if len(request.prompt) > MAX_PROMPT_CHARS:
+                raise _Invalid(f"prompt of {len(request.prompt)} characters exceeds {MAX_PROMPT_CHARS}")
+            out = await self.engine.generate(request.prompt, _sampling(request.sampling, 256))
+            return pb.CompleteResponse(
+                text=out.text,
+                finish_reason=out.finish_reason,
+                usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
+            )
+
+        return await self._guard(context, run())  # type: ignore[no-any-return]
+
+    async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
+        async def run() -> pb.ChatResponse:
+            prompt, stops = self._render(_messages(request.messages))
+            sampling = _sampling(request.sampling, 512)
+            sampling = SamplingSpec(
+                sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.stop + stops, sampling.seed
+            )
+            out = await self.engine.generate(prompt, sampling)
+            return pb.ChatResponse(
+                text=out.text.strip(),
+                finish_reason=out.finish_reason,
+                usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
+            )
+
+        return await self._guard(context, run())  # type: ignore[no-any-return]
+
+    async def ScoreCandidates(
+        self, request: pb.ScoreCandidatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScoreCandidatesResponse:
+        async def run() -> pb.ScoreCandidatesResponse:
+            candidates = list(request.candidates)
+            if not candidates:
+                raise _Invalid("candidates is empty")
+            if len(candidates) > MAX_CANDIDATES:
+                raise _Invalid(f"{len(candidates)} candidates (at most {MAX_CANDIDATES})")
+            if any(not c for c in candidates):
+                raise _Invalid("a candidate is empty")
+            prompt, _ = self._render(_messages(request.messages), request.assistant_prefix)
+            scores = await self.engine.score(prompt, candidates)
+            return pb.ScoreCandidatesResponse(
+                scores=[
+                    pb.CandidateScore(candidate=c, logprob=lp, tokens=n)
+                    for c, (lp, n) in zip(candidates, scores, strict=True)
+                ]
+            )
+
+        return await self._guard(context, run())  # type: ignore[no-any-return]
+
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelInfoResponse:
+        info = self.engine.info
+        return pb.GetModelInfoResponse(
+            name=self.name,
+            model=info.model,
+            revision=info.revision,
+            engine=info.engine,
+            chat_template=info.chat_template,
+            bos_token=info.bos_token,
+            eos_token=info.eos_token,
+            stop_strings=list(info.stop_strings),
+            context_length=info.context_length,
+            capacity=info.capacity,
+            capabilities=pb.Capabilities(**info.capabilities),
+        )
+
+
+def build_engine(args: argparse.Namespace) -> Engine:
+    if args.engine == "zero-latency-test":
+        from warrior.expert_inference.zero_latency_engine import ZeroLatencyTestEngine
+
+        return ZeroLatencyTestEngine(args.name, capacity=max(args.parallel, 1))
+    if not args.model:
+        raise SystemExit("error: --model is required for the llamacpp engine")
+    from warrior.expert_inference.llamacpp_engine import LlamaCppEngine
+
+    return LlamaCppEngine(
+        args.model,
+        parallel=args.parallel,
+        context_length=args.context_length,
+        threads=args.threads,
+        use_chat_template=args.chat_template == "auto",
+    )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    engine = build_engine(args)
+    servicer = ExpertInferenceServicer(args.name, engine)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ]
+    )
+    pb_grpc.add_ExpertInferenceServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{args.host}:{args.port}")
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    endpoint = f"{args.advertise_host}:{port}"
+    log.info("expert %s (%s, %s) serving on %s after %.1fs", args.name, engine.info.model,
+             engine.info.engine, endpoint, time.monotonic() - started)
+    if args.port_file:
+        tmp = f"{args.port_file}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(endpoint)
+        os.replace(tmp, args.port_file)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    registry: Registry | None = None
+    record: ExpertRecord | None = None
+    heartbeat: asyncio.Task[None] | None = None
+    if not args.no_register:
+        settings = Settings.from_env()
+        registry = Registry(connect(settings.redis_url), ttl_s=settings.registry_ttl_s)
+        info = engine.info
+        record = ExpertRecord(
+            name=args.name,
+            instance=uuid.uuid4().hex[:12],
+            endpoint=endpoint,
+            model=info.model,
+            revision=info.revision,
+            engine=info.engine,
+            capacity=info.capacity,
+            capabilities=info.capabilities,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started_at=time.time(),
+        )
+        registry.register(record)
+        heartbeat = asyncio.create_task(_heartbeat(registry, record, stop))
+
+    await stop.wait()
+    log.info("expert %s shutting down", args.name)
+    if registry is not None and record is not None:
+        try:
+            registry.deregister(record.name, record.instance)
+        except Exception as exc:  # Redis may already be gone; the TTL then cleans up
+            log.warning("could not deregister: %s", exc)
+    if heartbeat is not None:
+        heartbeat.cancel()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    engine.close()
+
+
+async def _heartbeat(registry: Registry, record: ExpertRecord, stop: asyncio.Event) -> None:
+    interval = max(registry.ttl_s / 3, 0.5)
+    while not stop.is_set():
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(registry.register, record)
+        except Exception as exc:  # keep serving; a missed beat only risks expiry
+            log.warning("heartbeat failed: %s", exc)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="warrior-expert",
+        description="Serve one expert model over gRPC (warrior.v1.ExpertInferenceService) and register it "
+        "in the arena's registry (Redis from REDIS_URL) until stopped.",
+    )
+    parser.add_argument("--name", required=True, help="the expert's name in the arena (replicas share it)")
+    parser.add_argument("--engine", choices=["llamacpp", "zero-latency-test"], default="llamacpp",
+                        help="llamacpp: a GGUF file on CPU; zero-latency-test: instant fake outputs for tests")
+    parser.add_argument("--model", help="path of the GGUF model file (llamacpp)")
+    parser.add_argument("--chat-template", choices=["auto", "none"], default="auto",
+                        help="auto: the model's own template; none: completion-style prompts (base models)")
+    parser.add_argument("--parallel", type=int, default=2, help="requests served at once (default 2)")
+    parser.add_argument("--context-length", type=int, default=2048, help="tokens per sequence (default 2048)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per sequence (0: all cores)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
+    parser.add_argument("--advertise-host", default=os.environ.get("POD_IP", "127.0.0.1"),
+                        help="host others reach this server at (default $POD_IP or 127.0.0.1)")
+    parser.add_argument("--port-file", help="write host:port here once serving")
+    parser.add_argument("--no-register", action="store_true", help="serve without registering in Redis")
+    args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.error(f"--parallel={args.parallel} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

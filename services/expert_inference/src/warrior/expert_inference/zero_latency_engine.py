@@ -1,0 +1,80 @@
+"""ZeroLatencyTestEngine: a deterministic engine that answers instantly, for orchestration tests and benchmarks.
+
+It is not a model. Its outputs are derived from a hash of the prompt, so a campaign run on it
+exercises every queue, store and gRPC path at full speed without paying for inference. It is
+never a default: it is chosen only by naming the engine `zero-latency-test`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from warrior.expert_inference.engine import EngineInfo, Generated, SamplingSpec
+
+# A ChatML template, so pre-query mining exercises the template path as with a real chat model.
+_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_TOPICS = (
+    "merges two sorted lists into one sorted list",
+    "parses an ISO 8601 date string and returns the weekday",
+    "finds the longest palindromic substring of a string",
+    "counts word frequencies in a text file and prints the top ten",
+    "validates a binary search tree",
+    "implements an LRU cache with get and put in constant time",
+    "flattens an arbitrarily nested list of integers",
+    "computes the edit distance between two strings",
+    "detects a cycle in a directed graph given as an adjacency list",
+    "serialises a binary tree to a string and back",
+)
+
+
+def _digest(*parts: str) -> bytes:
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).digest()
+
+
+class ZeroLatencyTestEngine:
+    """Instant, deterministic, hash-derived outputs; see the module docstring."""
+
+    def __init__(self, name: str, capacity: int = 64) -> None:
+        self.info = EngineInfo(
+            model=f"zero-latency-test/{name}",
+            revision="zlt-" + hashlib.sha256(name.encode()).hexdigest()[:12],
+            engine="zero-latency-test",
+            chat_template=_TEMPLATE,
+            bos_token="",
+            eos_token="<|im_end|>",
+            stop_strings=("<|im_end|>", "<|im_start|>"),
+            context_length=32768,
+            capacity=capacity,
+            capabilities={"raw_completion": True, "chat": True, "candidate_logprobs": True, "chat_template": True},
+        )
+        self._name = name
+
+    async def generate(self, prompt: str, sampling: SamplingSpec) -> Generated:
+        d = _digest(self._name, prompt, str(sampling.seed), str(sampling.temperature), str(sampling.top_p))
+        if prompt.rstrip().endswith("user"):  # a pre-query prefix: write a request
+            topic = _TOPICS[d[0] % len(_TOPICS)]
+            text = f"Write a Python function that {topic}. Explain its time complexity. (variant {d[1:4].hex()})"
+        else:
+            text = (
+                f"Here is a solution.\n\n```python\ndef solve(data):\n    # approach {d[:3].hex()}\n"
+                f"    return sorted(data)[: {d[3] % 7 + 1}]\n```\n\nIt runs in O(n log n)."
+            )
+        words = text.split()
+        if len(words) > sampling.max_tokens:
+            return Generated(" ".join(words[: sampling.max_tokens]), "length", len(prompt.split()), sampling.max_tokens)
+        return Generated(text, "stop", len(prompt.split()), len(words))
+
+    async def score(self, context: str, candidates: list[str]) -> list[tuple[float, int]]:
+        out = []
+        for candidate in candidates:
+            u = int.from_bytes(_digest(self._name, context, candidate)[:4], "big") / 2**32
+            out.append((math.log(0.05 + 0.9 * u), 1))
+        return out
+
+    def close(self) -> None:
+        return None

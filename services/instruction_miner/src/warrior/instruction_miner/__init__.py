@@ -1,0 +1,1 @@
+"""Celery worker: pre-query instruction mining and screening (dedup, filters)."""

@@ -1,0 +1,1 @@
+"""Celery worker: battles, answers from every competitor, both-order verdicts from uninvolved judges."""

@@ -1,0 +1,1 @@
+"""Celery worker: votes to local scores, Elo and Bradley-Terry ratings, winners."""
