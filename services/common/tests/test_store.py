@@ -21,6 +21,7 @@ import pytest
 import urllib3
 from minio import Minio
 from moto.server import ThreadedMotoServer
+
 from warrior.common.store import (
     InvalidKey,
     LocalStore,
@@ -86,9 +87,7 @@ def store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore
     if request.param == "local":
         return LocalStore(tmp_path / "store")
     endpoint: str = request.getfixturevalue("moto_endpoint")
-    return _s3_store(
-        endpoint, prefix="runs/v1" if request.param == "s3-prefixed" else ""
-    )
+    return _s3_store(endpoint, prefix="runs/v1" if request.param == "s3-prefixed" else "")
 
 
 @pytest.fixture
@@ -200,9 +199,7 @@ def test_json_helpers(store: ObjectStore) -> None:
     assert store.put_json("meta/obj.json", obj) is True
     assert store.get_json("meta/obj.json") == obj
     # Canonical encoding: sorted keys, no indent, raw UTF-8.
-    expected = json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=None).encode(
-        "utf-8"
-    )
+    expected = json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=None).encode("utf-8")
     assert store.get("meta/obj.json") == expected
 
     assert store.put_json("meta/obj.json", {"other": 1}, if_absent=True) is False
@@ -229,9 +226,7 @@ def test_concurrent_create_only_writers_have_one_winner(store: ObjectStore) -> N
             key = f"race/{round_}"
             barrier = threading.Barrier(writers)
 
-            def write(
-                i: int, key: str = key, barrier: threading.Barrier = barrier
-            ) -> bool:
+            def write(i: int, key: str = key, barrier: threading.Barrier = barrier) -> bool:
                 barrier.wait(timeout=30)  # release all writers at once
                 return store.put(key, payload(i), if_absent=True)
 
@@ -246,9 +241,7 @@ def test_concurrent_create_only_writers_have_one_winner(store: ObjectStore) -> N
 
 
 def _all_files(root: Path) -> list[str]:
-    return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
-    )
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def test_local_store_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -308,10 +301,7 @@ def test_s3_url_has_no_secret_and_round_trips(moto_endpoint: str, s3_env: None) 
     store = _s3_store(moto_endpoint, prefix="team/x")
     assert SECRET_KEY not in store.url and ACCESS_KEY not in store.url
     assert SECRET_KEY not in repr(store)
-    assert (
-        store.url
-        == f"s3://{store.bucket}/team/x?endpoint={moto_endpoint}&region={REGION}"
-    )
+    assert store.url == f"s3://{store.bucket}/team/x?endpoint={moto_endpoint}&region={REGION}"
     store.put("k", b"v")
     again = open_store(store.url)
     assert isinstance(again, S3Store)
@@ -329,9 +319,7 @@ def test_s3_prefix_is_applied_in_the_bucket(moto_endpoint: str) -> None:
         region=REGION,
     )
     raw.put_object(store.bucket, "outside", io.BytesIO(b"2"), 1)
-    names = sorted(
-        o.object_name or "" for o in raw.list_objects(store.bucket, recursive=True)
-    )
+    names = sorted(o.object_name or "" for o in raw.list_objects(store.bucket, recursive=True))
     assert names == ["outside", "team/x/a/b"]
     assert store.list("") == ["a/b"]
 
@@ -362,9 +350,7 @@ def _closed_port() -> int:
 def test_s3_transport_errors_name_key_and_endpoint(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     # No retries: MinIO's default pool would back off for seconds on a refused connection.
-    client = urllib3.PoolManager(
-        retries=False, timeout=urllib3.Timeout(connect=1, read=1)
-    )
+    client = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=1))
     store = S3Store(
         endpoint=endpoint,
         bucket="some-bucket",
@@ -416,9 +402,7 @@ def test_open_store_file_url(tmp_path: Path) -> None:
     assert isinstance(open_store(f"file://{tmp_path / 'plain'}"), LocalStore)
 
 
-def test_open_store_plain_paths(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_open_store_plain_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     store = open_store("./rel/dir")
     assert isinstance(store, LocalStore)

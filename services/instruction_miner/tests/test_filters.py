@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from warrior.instruction_miner.filters import (
     CODE_NOT_REQUEST,
     EMBEDDED_ANSWER,
@@ -48,10 +49,7 @@ CASES: list[tuple[str, DropReason | None]] = [
     # Requests that carry code to debug or explain are kept.
     ("Why does this fail?\n```python\nx=1/0\n```", None),
     (
-        (
-            "Why does this code raise a KeyError?\n```python\nd = {}\nfor k in ['a', 'b']:\n"
-            "    d[k] += 1\nprint(d)\n```"
-        ),
+        ("Why does this code raise a KeyError?\n```python\nd = {}\nfor k in ['a', 'b']:\n    d[k] += 1\nprint(d)\n```"),
         None,
     ),
     (
@@ -75,8 +73,7 @@ CASES: list[tuple[str, DropReason | None]] = [
         None,
     ),
     (
-        "Why does my loop never end? Here is the code:\n```python\nwhile True:\n"
-        "    i += 1\n    print(i)\n```",
+        "Why does my loop never end? Here is the code:\n```python\nwhile True:\n    i += 1\n    print(i)\n```",
         None,
     ),
     ("Explain what is a closure in JavaScript and when to use one.", None),
@@ -93,17 +90,11 @@ CASES: list[tuple[str, DropReason | None]] = [
     ("Explain " + "this very long request " * 500, TOO_LONG),
     # The model kept going and answered itself.
     (
-        (
-            "How do I reverse a string in Python?\n\nAnswer: Use slicing, s[::-1], which returns a new "
-            "reversed string."
-        ),
+        ("How do I reverse a string in Python?\n\nAnswer: Use slicing, s[::-1], which returns a new reversed string."),
         EMBEDDED_ANSWER,
     ),
     (
-        (
-            "Sure! Here's a Python function that checks whether a number is prime:\n```python\n"
-            "def is_prime(n): ...\n```"
-        ),
+        ("Sure! Here's a Python function that checks whether a number is prime:\n```python\ndef is_prime(n): ...\n```"),
         EMBEDDED_ANSWER,
     ),
     (
@@ -130,10 +121,7 @@ CASES: list[tuple[str, DropReason | None]] = [
         EMBEDDED_ANSWER,
     ),
     (
-        (
-            "Create a REST API in Go with a users endpoint. Here is the implementation:\n```go\n"
-            "package main\n```"
-        ),
+        ("Create a REST API in Go with a users endpoint. Here is the implementation:\n```go\npackage main\n```"),
         EMBEDDED_ANSWER,
     ),
     (

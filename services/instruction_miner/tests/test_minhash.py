@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from warrior.instruction_miner.minhash import (
     EMPTY_VALUE,
     MERSENNE_PRIME,
@@ -69,9 +70,7 @@ def test_signature_dtype_shape_and_range() -> None:
 
 
 def test_signature_depends_only_on_token_set() -> None:
-    assert np.array_equal(
-        signature("Sort the list. SORT the list!"), signature("list the sort")
-    )
+    assert np.array_equal(signature("Sort the list. SORT the list!"), signature("list the sort"))
 
 
 def test_empty_text_signature_is_all_max() -> None:
@@ -121,15 +120,11 @@ def test_mulmod_matches_exact_integer_arithmetic() -> None:
     x = rng.integers(0, MERSENNE_PRIME, 2000, dtype=np.uint64)
     a[:2] = x[:2] = MERSENNE_PRIME - 1  # the largest operands
     got = _mulmod(a, x)
-    assert [int(v) for v in got] == [
-        int(p) * int(q) % MERSENNE_PRIME for p, q in zip(a, x, strict=True)
-    ]
+    assert [int(v) for v in got] == [int(p) * int(q) % MERSENNE_PRIME for p, q in zip(a, x, strict=True)]
 
 
 def test_jaccard_estimate_near_duplicates() -> None:
-    true_jaccard = len(shingles(REQUEST) & shingles(NEAR_DUPLICATE)) / len(
-        shingles(REQUEST) | shingles(NEAR_DUPLICATE)
-    )
+    true_jaccard = len(shingles(REQUEST) & shingles(NEAR_DUPLICATE)) / len(shingles(REQUEST) | shingles(NEAR_DUPLICATE))
     estimate = jaccard_estimate(signature(REQUEST), signature(NEAR_DUPLICATE))
     assert estimate > 0.6
     assert abs(estimate - true_jaccard) < 0.15
@@ -156,9 +151,7 @@ def test_lsh_params_for_threshold_half_and_128_perms() -> None:
     # Reference points of datasketch's _optimal_param with equal weights.
     [(0.8, (9, 13)), (0.9, (5, 25)), (0.3, (37, 3)), (0.7, (14, 9))],
 )
-def test_lsh_params_other_thresholds(
-    threshold: float, expected: tuple[int, int]
-) -> None:
+def test_lsh_params_other_thresholds(threshold: float, expected: tuple[int, int]) -> None:
     assert lsh_params(threshold, 128) == expected
 
 
@@ -187,9 +180,7 @@ def test_near_duplicates_share_a_band_key() -> None:
 def test_unrelated_requests_share_no_band_key() -> None:
     bands, rows = lsh_params(0.5, NUM_PERM)
     for a, b in itertools.combinations(UNRELATED, 2):
-        shared = set(band_keys(signature(a), bands, rows)) & set(
-            band_keys(signature(b), bands, rows)
-        )
+        shared = set(band_keys(signature(a), bands, rows)) & set(band_keys(signature(b), bands, rows))
         assert not shared, (a, b)
 
 

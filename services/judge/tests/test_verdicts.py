@@ -6,6 +6,7 @@ import math
 import pickle
 
 import pytest
+
 from warrior.judge.verdicts import (
     Side,
     Verdict,
@@ -46,15 +47,10 @@ def test_parse_verdict_last_tag_wins() -> None:
 
 
 def test_parse_verdict_ignores_non_tags() -> None:
-    assert (
-        parse_verdict("Assistant A [A] is fine, [[D]] is not an option, verdict [[B]]")
-        == "B"
-    )
+    assert parse_verdict("Assistant A [A] is fine, [[D]] is not an option, verdict [[B]]") == "B"
 
 
-@pytest.mark.parametrize(
-    "text", ["", "Both answers look fine to me.", "[A] [B] [[D]] [[AB]]"]
-)
+@pytest.mark.parametrize("text", ["", "Both answers look fine to me.", "[A] [B] [[D]] [[AB]]"])
 def test_parse_verdict_without_tag_raises(text: str) -> None:
     with pytest.raises(VerdictParseError) as info:
         parse_verdict(text)
@@ -64,10 +60,7 @@ def test_parse_verdict_without_tag_raises(text: str) -> None:
 
 
 def test_parse_error_excerpt_is_short_and_from_the_end() -> None:
-    text = (
-        "I compared both answers at length. " * 20
-        + "In the end neither is clearly better."
-    )
+    text = "I compared both answers at length. " * 20 + "In the end neither is clearly better."
     with pytest.raises(VerdictParseError) as info:
         parse_verdict(text)
     excerpt = info.value.excerpt
@@ -99,9 +92,7 @@ def test_parse_error_survives_pickling() -> None:
         ("tie", "tie", "tie"),
     ],
 )
-def test_combine_orders_all_cases(
-    forward: Verdict, backward: Verdict, expected: Side
-) -> None:
+def test_combine_orders_all_cases(forward: Verdict, backward: Verdict, expected: Side) -> None:
     assert combine_orders(forward, backward) == expected
 
 
@@ -111,9 +102,7 @@ def test_combine_orders_rejects_unknown_verdict() -> None:
 
 
 def test_verdict_probs_softmax() -> None:
-    probs = verdict_probs(
-        {"A": math.log(0.6), "B": math.log(0.3), "Tie": math.log(0.1)}
-    )
+    probs = verdict_probs({"A": math.log(0.6), "B": math.log(0.3), "Tie": math.log(0.1)})
     assert probs.keys() == {"A", "B", "tie"}
     assert probs["A"] == pytest.approx(0.6)
     assert probs["B"] == pytest.approx(0.3)
@@ -135,9 +124,7 @@ def test_verdict_probs_is_numerically_stable() -> None:
 
 def test_verdict_probs_token_spellings() -> None:
     # Tokenizers give " A" and "A" as separate tokens; both are the same verdict.
-    probs = verdict_probs(
-        {" A": math.log(0.2), "A": math.log(0.2), "b": math.log(0.4), "The": -0.1}
-    )
+    probs = verdict_probs({" A": math.log(0.2), "A": math.log(0.2), "b": math.log(0.4), "The": -0.1})
     assert probs["A"] == pytest.approx(0.5)
     assert probs["B"] == pytest.approx(0.5)
 
@@ -183,14 +170,15 @@ def test_consistent_preference_survives_a_position_bias() -> None:
 
 
 def test_tie_margin_and_tie_mass() -> None:
-    forward = {"A": 0.44, "B": 0.40, "tie": 0.16}
-    backward = {"A": 0.40, "B": 0.44, "tie": 0.16}
-    assert combine_order_probs(forward, backward) == ("tie", pytest.approx(0.04))
-    assert combine_order_probs(forward, backward, tie_margin=0.01) == (
-        "first",
-        pytest.approx(0.04),
-    )
-    even = {"A": 0.5, "B": 0.5}
+    forward: dict[Verdict, float] = {"A": 0.44, "B": 0.40, "tie": 0.16}
+    backward: dict[Verdict, float] = {"A": 0.40, "B": 0.44, "tie": 0.16}
+    side, margin = combine_order_probs(forward, backward)
+    assert side == "tie"
+    assert margin == pytest.approx(0.04)
+    side, margin = combine_order_probs(forward, backward, tie_margin=0.01)
+    assert side == "first"
+    assert margin == pytest.approx(0.04)
+    even: dict[Verdict, float] = {"A": 0.5, "B": 0.5}
     assert combine_order_probs(even, even, tie_margin=0.0) == ("tie", 0.0)
 
 

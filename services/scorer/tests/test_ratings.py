@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from warrior.scorer.ratings import (
     Outcome,
     Rating,
@@ -143,9 +144,7 @@ def test_bt_matches_closed_form_for_two_experts() -> None:
 
 def test_bt_ignores_outcome_order() -> None:
     outcomes = simulate(600, seed=3)
-    shuffled = [
-        outcomes[i] for i in np.random.default_rng(11).permutation(len(outcomes))
-    ]
+    shuffled = [outcomes[i] for i in np.random.default_rng(11).permutation(len(outcomes))]
     original = bradley_terry(outcomes)
     assert bradley_terry(shuffled) == pytest.approx(original, abs=1e-9)
     assert online_elo(shuffled) != pytest.approx(online_elo(outcomes), abs=1e-6)
@@ -168,14 +167,10 @@ def test_bt_stays_finite_when_one_expert_wins_everything() -> None:
 
 
 def test_bt_ties_count_half_each() -> None:
-    assert bradley_terry([Outcome("A", "B", "tie")] * 5) == pytest.approx(
-        {"A": 0.0, "B": 0.0}, abs=1e-9
-    )
+    assert bradley_terry([Outcome("A", "B", "tie")] * 5) == pytest.approx({"A": 0.0, "B": 0.0}, abs=1e-9)
     # Two ties are worth one win and one loss.
     with_ties = bradley_terry([Outcome("A", "B", "tie")] * 2 + [Outcome("A", "C", "a")])
-    with_split = bradley_terry(
-        [Outcome("A", "B", "a"), Outcome("A", "B", "b"), Outcome("A", "C", "a")]
-    )
+    with_split = bradley_terry([Outcome("A", "B", "a"), Outcome("A", "B", "b"), Outcome("A", "C", "a")])
     assert with_ties == pytest.approx(with_split, abs=1e-9)
 
 
@@ -234,9 +229,7 @@ def test_rate_counts_battles_including_ties() -> None:
         Outcome("B", "A", "tie"),
         Outcome("D", "B", "b"),
     ]
-    counts = {
-        r.expert: r.battles for r in rate(outcomes, bootstrap_rounds=5, experts=["E"])
-    }
+    counts = {r.expert: r.battles for r in rate(outcomes, bootstrap_rounds=5, experts=["E"])}
     assert counts == {"A": 3, "B": 3, "C": 1, "D": 1, "E": 0}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from warrior.scorer.scores import final_scores, local_score, pick_winner
 
 RATINGS = {"A": 100.0, "B": 0.0, "C": -50.0}
@@ -65,17 +66,13 @@ def test_final_scores_alpha_one_ignores_votes() -> None:
 def test_final_scores_alpha_zero_ignores_ratings() -> None:
     reversed_ratings = {"A": -500.0, "B": 0.0, "C": 900.0}
     scores = final_scores(["A", "B", "C"], RATINGS, PAIR_VOTES, alpha=0.0)
-    assert (
-        final_scores(["A", "B", "C"], reversed_ratings, PAIR_VOTES, alpha=0.0) == scores
-    )
+    assert final_scores(["A", "B", "C"], reversed_ratings, PAIR_VOTES, alpha=0.0) == scores
     assert scores == pytest.approx({"A": 1.5, "B": 0.75, "C": 0.75})
 
 
 def test_final_scores_accepts_both_key_orders_when_they_agree() -> None:
     both = {**PAIR_VOTES, ("A", "C"): (3, 1)}
-    assert final_scores(["A", "B", "C"], RATINGS, both) == final_scores(
-        ["A", "B", "C"], RATINGS, PAIR_VOTES
-    )
+    assert final_scores(["A", "B", "C"], RATINGS, both) == final_scores(["A", "B", "C"], RATINGS, PAIR_VOTES)
 
 
 def test_final_scores_rejects_conflicting_key_orders() -> None:

@@ -35,8 +35,10 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
         if ops.CampaignState(rt.redis, campaign).exists():
             campaign = f"{campaign}-{time.strftime('%Y%m%d-%H%M%S')}"
             config = config.model_copy(update={"campaign": campaign})
-        _say(f"campaign {campaign}: mining {config.mining.per_expert} instructions per expert from "
-             f"{len(config.experts)} experts")
+        _say(
+            f"campaign {campaign}: mining {config.mining.per_expert} instructions per expert from "
+            f"{len(config.experts)} experts"
+        )
         ops.start(rt, app, config)
         snap = ops.wait(rt, campaign, timeout_s=timeout_s)
         _say("building the dataset (final ratings, winners, immutable version)")
@@ -47,8 +49,12 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
     leaderboard = [
         {k: row[k] for k in ("expert", "rating", "ci_low", "ci_high", "battles")} for row in final["leaderboard"]
     ]
-    _say("\nleaderboard\n" + table(final["leaderboard"], ["expert", "rating", "ci_low", "ci_high", "battles",
-                                                            "wins", "losses", "win_rate"]))
+    _say(
+        "\nleaderboard\n"
+        + table(
+            final["leaderboard"], ["expert", "rating", "ci_low", "ci_high", "battles", "wins", "losses", "win_rate"]
+        )
+    )
     summary = {
         "campaign": campaign,
         "experts": config.expert_names,

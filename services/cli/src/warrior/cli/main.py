@@ -33,8 +33,9 @@ def _rt() -> Runtime:
 def cmd_up(args: argparse.Namespace) -> int:
     config = load_campaign_config(args.config)
     info = LocalStack().up(config, timeout_s=args.timeout, echo=lambda m: print(m, file=sys.stderr))
-    print(f"stack up: redis {info['redis_url']}, store {info['store_url']}, logs in {LocalStack().logs}/",
-          file=sys.stderr)
+    print(
+        f"stack up: redis {info['redis_url']}, store {info['store_url']}, logs in {LocalStack().logs}/", file=sys.stderr
+    )
     return 0
 
 
@@ -51,8 +52,12 @@ def cmd_campaign_start(args: argparse.Namespace) -> int:
     print(f"campaign {campaign} started", file=sys.stderr)
     if args.wait:
         snap = ops.wait(rt, campaign, timeout_s=args.timeout)
-        _emit(snap, args.json, f"campaign {campaign} finished: {snap['instructions']['kept']} kept, "
-                               f"{snap['battles']} battles, {snap['votes']} votes")
+        _emit(
+            snap,
+            args.json,
+            f"campaign {campaign} finished: {snap['instructions']['kept']} kept, "
+            f"{snap['battles']} battles, {snap['votes']} votes",
+        )
     else:
         print(campaign)
     return 0
@@ -99,8 +104,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_experts(args: argparse.Namespace) -> int:
     rows = summarize(_rt().registry.replicas())
-    _emit(rows, args.json, table(rows, ["expert", "engine", "model", "replicas", "capacity", "endpoints",
-                                        "last_heartbeat_s"]) if rows else "no experts registered")
+    _emit(
+        rows,
+        args.json,
+        table(rows, ["expert", "engine", "model", "replicas", "capacity", "endpoints", "last_heartbeat_s"])
+        if rows
+        else "no experts registered",
+    )
     return 0
 
 
@@ -110,8 +120,11 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     name = args.name or ops.CampaignState(rt.redis, campaign).config()["dataset"]["name"]
     manifest = ops.build_dataset(make_celery("cli"), campaign, name)
     manifest["uri"] = rt.store.url.rstrip("/") + "/" + manifest["uri"]
-    _emit(manifest, args.json, f"dataset {name} version {manifest['version']}: {manifest['rows']} rows at "
-                               f"{manifest['uri']}")
+    _emit(
+        manifest,
+        args.json,
+        f"dataset {name} version {manifest['version']}: {manifest['rows']} rows at {manifest['uri']}",
+    )
     return 0
 
 

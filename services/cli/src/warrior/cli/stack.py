@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from redis import exceptions as redis_errors
+
 from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.redis_client import connect
@@ -120,7 +122,7 @@ class LocalStack:
                 try:
                     if connect(f"unix://{sock}").ping():
                         return proc
-                except Exception:
+                except (OSError, redis_errors.ConnectionError):
                     pass
             time.sleep(0.1)
         raise StackError(f"embedded Redis did not start; see {proc.log}")
@@ -143,6 +145,10 @@ class LocalStack:
             env["WARRIOR_STORE_URL"] = self.settings.store_url
             self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
             served = [e for e in config.experts if e.model or e.engine != "llamacpp"]
+            # All experts share this machine's cores: one thread per sequence unless the config says
+            # otherwise. Oversubscribed llama.cpp threads spin on each other and crawl.
+            total_parallel = sum(e.parallel for e in served if e.engine == "llamacpp") or 1
+            auto_threads = max(1, (os.cpu_count() or 1) // total_parallel)
             for expert in served:
                 argv = [
                     _bin("warrior-expert"),
@@ -151,7 +157,7 @@ class LocalStack:
                     "--chat-template", expert.chat_template,
                     "--parallel", str(expert.parallel),
                     "--context-length", str(expert.context_length),
-                    "--threads", str(expert.threads),
+                    "--threads", str(expert.threads or auto_threads),
                 ]  # fmt: skip
                 if expert.model:
                     model = Path(expert.model)

@@ -13,7 +13,8 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     numeric = [all(_is_number(r.get(c)) for r in rows) and bool(rows) for c in columns]
 
     def fmt(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)).rstrip()
+        cells = (v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True))
+        return "  ".join(cells).rstrip()
 
     lines = [fmt(list(columns)), fmt(["-" * w for w in widths])]
     lines += [fmt(row) for row in cells]

@@ -124,9 +124,7 @@ class CampaignState:
     def _done(snap: dict[str, Any]) -> bool:
         mine, ins = snap["mine"], snap["instructions"]
         return bool(
-            mine["done"] >= mine["expected"]
-            and ins["screened"] >= ins["mined"]
-            and snap["finished"] >= ins["kept"]
+            mine["done"] >= mine["expected"] and ins["screened"] >= ins["mined"] and snap["finished"] >= ins["kept"]
         )
 
 

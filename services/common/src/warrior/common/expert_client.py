@@ -117,7 +117,8 @@ class ExpertClient:
                     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                     detail = exc.details() if hasattr(exc, "details") else str(exc)
                     if code not in _RETRYABLE:
-                        raise ExpertRequestError(f"expert {expert!r} refused the request: {code.name}: {detail}") from None
+                        message = f"expert {expert!r} refused the request: {code.name}: {detail}"
+                        raise ExpertRequestError(message) from None
                     last_error = f"{record.endpoint}: {code.name}: {detail}"
             if attempt + 1 < self._attempts:
                 time.sleep(self._backoff_s * (2**attempt))

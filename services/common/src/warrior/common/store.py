@@ -94,9 +94,7 @@ def _check_segment(key: str, segment: str) -> None:
     if segment.startswith(_TMP_PREFIX):
         raise InvalidKey(key, f"segments starting with {_TMP_PREFIX!r} are reserved")
     if len(segment.encode("utf-8")) > _MAX_SEGMENT_BYTES:
-        raise InvalidKey(
-            key, f"a path segment is longer than {_MAX_SEGMENT_BYTES} bytes"
-        )
+        raise InvalidKey(key, f"a path segment is longer than {_MAX_SEGMENT_BYTES} bytes")
 
 
 def _check_chars(key: str) -> None:
@@ -247,9 +245,7 @@ class LocalStore(_JsonMixin):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(
-                f"cannot create store directory {str(self.root)!r}: {exc}"
-            ) from exc
+            raise StoreError(f"cannot create store directory {str(self.root)!r}: {exc}") from exc
         self.url = self.root.as_uri()
 
     def __repr__(self) -> str:
@@ -345,10 +341,7 @@ class LocalStore(_JsonMixin):
                 d
                 for d in dirnames
                 if not d.startswith(_TMP_PREFIX)
-                and (
-                    (head + d + "/").startswith(prefix)
-                    or prefix.startswith(head + d + "/")
-                )
+                and ((head + d + "/").startswith(prefix) or prefix.startswith(head + d + "/"))
             ]
             for name in filenames:
                 if name.startswith(_TMP_PREFIX):
@@ -387,18 +380,13 @@ class S3Store(_JsonMixin):
         host = endpoint
         if "://" in endpoint:
             parts = urlsplit(endpoint)
-            if (
-                parts.scheme not in ("http", "https")
-                or (parts.scheme == "https") != secure
-            ):
+            if parts.scheme not in ("http", "https") or (parts.scheme == "https") != secure:
                 raise StoreError(
                     f"S3 endpoint {endpoint!r} does not match secure={secure} "
                     "(use http:// for secure=False, https:// for secure=True)"
                 )
             if parts.path not in ("", "/") or parts.query or parts.username:
-                raise StoreError(
-                    f"S3 endpoint {parts.scheme}://{parts.hostname} must be scheme://host[:port] only"
-                )
+                raise StoreError(f"S3 endpoint {parts.scheme}://{parts.hostname} must be scheme://host[:port] only")
             host = parts.netloc
         self.endpoint = ("https://" if secure else "http://") + host
         self.bucket = bucket
@@ -433,9 +421,7 @@ class S3Store(_JsonMixin):
 
     def _error(self, action: str, what: str, exc: Exception) -> StoreError:
         # MinIO's messages carry codes, resources and request ids, never credentials.
-        return StoreError(
-            f"cannot {action} {what} in {self._where()}: {type(exc).__name__}: {exc}"
-        )
+        return StoreError(f"cannot {action} {what} in {self._where()}: {type(exc).__name__}: {exc}")
 
     def _ensure_bucket(self) -> None:
         try:
@@ -469,10 +455,7 @@ class S3Store(_JsonMixin):
             except S3Error as exc:
                 if exc.code == "PreconditionFailed" or exc.response.status == 412:
                     return False
-                if (
-                    exc.code == "ConditionalRequestConflict"
-                    and attempt < _CONDITIONAL_CONFLICT_RETRIES
-                ):
+                if exc.code == "ConditionalRequestConflict" and attempt < _CONDITIONAL_CONFLICT_RETRIES:
                     time.sleep(0.05 * 2**attempt)
                     continue
                 raise self._error("write", repr(key), exc) from exc
@@ -537,9 +520,7 @@ class S3Store(_JsonMixin):
         base = f"{self.prefix}/" if self.prefix else ""
         keys: builtins.list[str] = []
         try:
-            for obj in self._client.list_objects(
-                self.bucket, prefix=base + prefix, recursive=True
-            ):
+            for obj in self._client.list_objects(self.bucket, prefix=base + prefix, recursive=True):
                 name = obj.object_name
                 if name is None or obj.is_dir or not name.startswith(base):
                     continue
@@ -561,47 +542,30 @@ def _open_s3(raw_url: str) -> S3Store:
     url = _redact(raw_url)
     if url != raw_url:
         raise StoreError(
-            f"s3 store URL {url!r} may not contain credentials; "
-            f"set {_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV} instead"
+            f"s3 store URL {url!r} may not contain credentials; set {_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV} instead"
         )
     bucket = parts.netloc
     if not bucket:
-        raise StoreError(
-            f"s3 store URL {url!r} names no bucket (expected s3://bucket/prefix?endpoint=...)"
-        )
+        raise StoreError(f"s3 store URL {url!r} names no bucket (expected s3://bucket/prefix?endpoint=...)")
     try:
-        query = parse_qs(
-            parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)
-        )
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
         raise StoreError(f"s3 store URL {url!r} has a malformed query: {exc}") from exc
     unknown = sorted(set(query) - {"endpoint", "region"})
     if unknown:
-        raise StoreError(
-            f"s3 store URL {url!r} has unknown parameters {unknown} (known: endpoint, region)"
-        )
+        raise StoreError(f"s3 store URL {url!r} has unknown parameters {unknown} (known: endpoint, region)")
     for name, values in query.items():
         if len(values) != 1 or not values[0]:
-            raise StoreError(
-                f"s3 store URL {url!r} needs exactly one non-empty {name}="
-            )
+            raise StoreError(f"s3 store URL {url!r} needs exactly one non-empty {name}=")
     if "endpoint" not in query:
-        raise StoreError(
-            f"s3 store URL {url!r} needs an endpoint= parameter, e.g. ?endpoint=http://127.0.0.1:9000"
-        )
+        raise StoreError(f"s3 store URL {url!r} needs an endpoint= parameter, e.g. ?endpoint=http://127.0.0.1:9000")
     endpoint = query["endpoint"][0]
     scheme = urlsplit(endpoint).scheme
     if scheme not in ("http", "https"):
-        raise StoreError(
-            f"s3 endpoint {endpoint!r} in {url!r} must start with http:// or https://"
-        )
-    missing = [
-        var for var in (_ACCESS_KEY_ENV, _SECRET_KEY_ENV) if not os.environ.get(var)
-    ]
+        raise StoreError(f"s3 endpoint {endpoint!r} in {url!r} must start with http:// or https://")
+    missing = [var for var in (_ACCESS_KEY_ENV, _SECRET_KEY_ENV) if not os.environ.get(var)]
     if missing:
-        raise StoreError(
-            f"s3 store {url!r} needs credentials in the environment; missing: {', '.join(missing)}"
-        )
+        raise StoreError(f"s3 store {url!r} needs credentials in the environment; missing: {', '.join(missing)}")
     return S3Store(
         endpoint=endpoint,
         bucket=bucket,
@@ -623,24 +587,18 @@ def open_store(url: str) -> ObjectStore:
     if "://" not in url:
         if _SCHEME_LIKE.match(url):
             scheme = url.split(":", 1)[0].lower()
-            raise StoreError(
-                f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)"
-            )
+            raise StoreError(f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)")
         return LocalStore(Path(url))
     scheme = urlsplit(url).scheme.lower()
     if scheme == "file":
         parts = urlsplit(url)
         url = _redact(url)
         if parts.netloc not in ("", "localhost"):
-            raise StoreError(
-                f"file store URL {url!r} must be file:///absolute/path (got host {parts.hostname!r})"
-            )
+            raise StoreError(f"file store URL {url!r} must be file:///absolute/path (got host {parts.hostname!r})")
         if parts.query or parts.fragment:
             raise StoreError(f"file store URL {url!r} may not have a query or fragment")
         return LocalStore(Path(unquote(parts.path)))
     if scheme == "s3":
         return _open_s3(url)
     # Only the scheme is named: the rest of an unknown URL may hold secrets.
-    raise StoreError(
-        f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)"
-    )
+    raise StoreError(f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)")

@@ -177,9 +177,7 @@ class LlamaCppEngine:
 
     def _score_sync(self, llm: Any, context: str, candidates: list[str]) -> list[tuple[float, int]]:
         context_tokens = self._tokens(llm, context)
-        candidate_tokens = [
-            list(llm.tokenize(c.encode("utf-8"), add_bos=False, special=False)) for c in candidates
-        ]
+        candidate_tokens = [list(llm.tokenize(c.encode("utf-8"), add_bos=False, special=False)) for c in candidates]
         longest = max((len(t) for t in candidate_tokens), default=0)
         if len(context_tokens) + longest > self.info.context_length:
             raise EngineRequestError(

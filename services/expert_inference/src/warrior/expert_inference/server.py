@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from redis.exceptions import RedisError
 
 from warrior.common.chat_template import Message, TemplateError, completion_prompt, render_chat_lenient
 from warrior.common.redis_client import connect
@@ -201,8 +202,14 @@ async def serve(args: argparse.Namespace) -> None:
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     endpoint = f"{args.advertise_host}:{port}"
-    log.info("expert %s (%s, %s) serving on %s after %.1fs", args.name, engine.info.model,
-             engine.info.engine, endpoint, time.monotonic() - started)
+    log.info(
+        "expert %s (%s, %s) serving on %s after %.1fs",
+        args.name,
+        engine.info.model,
+        engine.info.engine,
+        endpoint,
+        time.monotonic() - started,
+    )
     if args.port_file:
         tmp = f"{args.port_file}.tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -242,7 +249,7 @@ async def serve(args: argparse.Namespace) -> None:
     if registry is not None and record is not None:
         try:
             registry.deregister(record.name, record.instance)
-        except Exception as exc:  # Redis may already be gone; the TTL then cleans up
+        except (OSError, RedisError) as exc:  # Redis may already be gone; the TTL then cleans up
             log.warning("could not deregister: %s", exc)
     if heartbeat is not None:
         heartbeat.cancel()
@@ -257,7 +264,7 @@ async def _heartbeat(registry: Registry, record: ExpertRecord, stop: asyncio.Eve
         await asyncio.sleep(interval)
         try:
             await asyncio.to_thread(registry.register, record)
-        except Exception as exc:  # keep serving; a missed beat only risks expiry
+        except (OSError, RedisError) as exc:  # keep serving; a missed beat only risks expiry
             log.warning("heartbeat failed: %s", exc)
 
 
@@ -268,18 +275,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "in the arena's registry (Redis from REDIS_URL) until stopped.",
     )
     parser.add_argument("--name", required=True, help="the expert's name in the arena (replicas share it)")
-    parser.add_argument("--engine", choices=["llamacpp", "zero-latency-test"], default="llamacpp",
-                        help="llamacpp: a GGUF file on CPU; zero-latency-test: instant fake outputs for tests")
+    parser.add_argument(
+        "--engine",
+        choices=["llamacpp", "zero-latency-test"],
+        default="llamacpp",
+        help="llamacpp: a GGUF file on CPU; zero-latency-test: instant fake outputs for tests",
+    )
     parser.add_argument("--model", help="path of the GGUF model file (llamacpp)")
-    parser.add_argument("--chat-template", choices=["auto", "none"], default="auto",
-                        help="auto: the model's own template; none: completion-style prompts (base models)")
+    parser.add_argument(
+        "--chat-template",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto: the model's own template; none: completion-style prompts (base models)",
+    )
     parser.add_argument("--parallel", type=int, default=2, help="requests served at once (default 2)")
     parser.add_argument("--context-length", type=int, default=2048, help="tokens per sequence (default 2048)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per sequence (0: all cores)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
-    parser.add_argument("--advertise-host", default=os.environ.get("POD_IP", "127.0.0.1"),
-                        help="host others reach this server at (default $POD_IP or 127.0.0.1)")
+    parser.add_argument(
+        "--advertise-host",
+        default=os.environ.get("POD_IP", "127.0.0.1"),
+        help="host others reach this server at (default $POD_IP or 127.0.0.1)",
+    )
     parser.add_argument("--port-file", help="write host:port here once serving")
     parser.add_argument("--no-register", action="store_true", help="serve without registering in Redis")
     args = parser.parse_args(argv)
@@ -289,8 +307,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     try:
         asyncio.run(serve(args))

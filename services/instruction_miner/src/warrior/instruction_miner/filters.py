@@ -35,6 +35,8 @@ DropReason = Literal[
     "code_not_request",
     "not_a_request",
 ]
+"""The reasons this module gives; :func:`drop_reason` returns plain ``str`` so that callers can
+keep one variable for these and their own later reasons ("near_duplicate", "truncated")."""
 
 EMPTY: Final = "empty"
 TOO_LONG: Final = "too_long"
@@ -56,7 +58,7 @@ REASONS: Final[tuple[DropReason, ...]] = (
 
 @dataclass(frozen=True)
 class FilterLimits:
-    """Length bounds for a kept instruction (words split on whitespace, characters after cleaning)."""
+    """Length bounds for a kept instruction: whitespace-split words, characters after cleaning."""
 
     min_words: int = 5
     max_chars: int = 2000
@@ -74,9 +76,7 @@ class FilterLimits:
 # A role or section label the model echoes from its chat template or from instruction-tuning
 # formats: "User:", "**Question:**", "Q:", "### Instruction:", and a bare markdown heading
 # "### Instruction" on its own line (Alpaca style, no colon).
-_LABEL_WORDS = (
-    r"(?:user|human|question|instruction|query|prompt|request|task|problem|input|q)"
-)
+_LABEL_WORDS = r"(?:user|human|question|instruction|query|prompt|request|task|problem|input|q)"
 _ROLE_LABEL = re.compile(
     rf"""^(?:
         (?:\#{{1,6}}[ \t]*)?(?:\*\*|__)?[ \t]*{_LABEL_WORDS}[ \t]*(?:\*\*|__)?[ \t]*[:：][ \t]*(?:\*\*|__)?
@@ -123,9 +123,7 @@ def clean_instruction(raw: str) -> str:
 
 # --- text structure -------------------------------------------------------------------
 
-_FENCE = re.compile(
-    r"^[ \t]*(```|~~~)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL
-)
+_FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
 
 # Lines that open or carry code in common languages; prose rarely starts this way.
 _CODE_START = re.compile(
@@ -212,9 +210,7 @@ def _shape(text: str) -> _Shape:
     outside = text
     for start, end, _ in fences:
         outside = outside[:start] + " " * (end - start) + outside[end:]
-    return _Shape(
-        "\n".join(prose_lines), outside, code_lines, total_lines, tuple(fences)
-    )
+    return _Shape("\n".join(prose_lines), outside, code_lines, total_lines, tuple(fences))
 
 
 # --- request and answer cues --------------------------------------------------------------
@@ -351,8 +347,8 @@ def _embeds_answer(shape: _Shape) -> bool:
     )
 
 
-def drop_reason(text: str, limits: FilterLimits = FilterLimits()) -> DropReason | None:
-    """Return None to keep the instruction, else the first failing check's reason (see :data:`REASONS`).
+def drop_reason(text: str, limits: FilterLimits = FilterLimits()) -> str | None:
+    """Return None to keep the instruction, else the first failing check's reason (:data:`REASONS`).
 
     ``text`` is cleaned with :func:`clean_instruction` first, so raw and cleaned text get the
     same verdict. Checks run in the order empty, too_long, too_short, embedded_answer,
@@ -371,9 +367,7 @@ def drop_reason(text: str, limits: FilterLimits = FilterLimits()) -> DropReason 
         return EMBEDDED_ANSWER
     starts_with_code = bool(_CODE_START.match(cleaned))
     mostly_code = shape.code_lines * 2 > shape.total_lines
-    if (starts_with_code or mostly_code) and not _has_request(
-        shape.prose, leading_only=False
-    ):
+    if (starts_with_code or mostly_code) and not _has_request(shape.prose, leading_only=False):
         return CODE_NOT_REQUEST
     if not _has_request(shape.prose, leading_only=True):
         return NOT_A_REQUEST

@@ -66,9 +66,7 @@ def shingles(text: str) -> set[str]:
 
 def _token_hash(token: str) -> int:
     """Return a stable 64-bit hash of ``token`` (same value in every process)."""
-    return int.from_bytes(
-        hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little"
-    )
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @functools.lru_cache(maxsize=16)
@@ -81,9 +79,8 @@ def _coefficients(num_perm: int, seed: int) -> tuple[Signature, Signature]:
     raw = rng.bit_generator.random_raw(2 * num_perm)
     # Top 61 bits, reduced: the bias of folding [0, 2**61) onto [0, p) is ~2**-61.
     top = raw >> np.uint64(3)
-    a = top[:num_perm] % (_P - np.uint64(1)) + np.uint64(
-        1
-    )  # a in [1, p): a = 0 is constant
+    # a in [1, p): a = 0 would make the hash function constant.
+    a = top[:num_perm] % (_P - np.uint64(1)) + np.uint64(1)
     b = top[num_perm:] % _P
     a.setflags(write=False)
     b.setflags(write=False)
@@ -100,10 +97,9 @@ def _mulmod(a: Signature, x: Signature) -> Signature:
     x0, x1 = x & _MASK31, x >> np.uint64(31)
     high = (a1 * x1) << np.uint64(1)  # a1*x1 * 2**62 == a1*x1 * 2  (mod p); < 2**61
     mid = a1 * x0 + a0 * x1  # < 2**62; it is weighted by 2**31
-    # mid * 2**31 == (mid >> 30) * 2**61 + (mid & mask30) * 2**31 == (mid >> 30) + ...
-    mid_folded = (mid >> np.uint64(30)) + (
-        (mid & _MASK30) << np.uint64(31)
-    )  # < 2**32 + 2**61
+    # mid * 2**31 == (mid >> 30) * 2**61 + (mid & mask30) * 2**31
+    #             == (mid >> 30) + (mid & mask30) * 2**31  (mod p); < 2**32 + 2**61
+    mid_folded = (mid >> np.uint64(30)) + ((mid & _MASK30) << np.uint64(31))
     total = high + mid_folded + a0 * x0  # < 2**61 + 2**61 + 2**32 + 2**62 < 2**64
     return _reduce(total)
 
@@ -126,9 +122,8 @@ def signature(text: str, *, num_perm: int = NUM_PERM, seed: int = 1) -> Signatur
     if not tokens:
         return np.full(num_perm, EMPTY_VALUE, dtype=np.uint64)
     a, b = _coefficients(num_perm, seed)
-    # Sorted so the array (not just its minimum) is reproducible; reduced so x < p as the
-    # universal family requires.
-    x = np.array(sorted(_token_hash(t) for t in tokens), dtype=np.uint64) % _P
+    hashes = np.fromiter(map(_token_hash, tokens), dtype=np.uint64, count=len(tokens))
+    x = hashes % _P  # the universal family needs x < p
     hashed = _reduce(_mulmod(a[np.newaxis, :], x[:, np.newaxis]) + b[np.newaxis, :])
     result: Signature = hashed.min(axis=0)
     return result
@@ -137,16 +132,14 @@ def signature(text: str, *, num_perm: int = NUM_PERM, seed: int = 1) -> Signatur
 def jaccard_estimate(sig_a: Signature, sig_b: Signature) -> float:
     """Return the fraction of positions where two signatures agree (estimated Jaccard)."""
     if sig_a.shape != sig_b.shape or sig_a.ndim != 1 or sig_a.size == 0:
-        raise ValueError(
-            f"signatures must be non-empty 1-D arrays of one length, got {sig_a.shape} and {sig_b.shape}"
-        )
+        raise ValueError(f"signatures must be non-empty 1-D arrays of one length, got {sig_a.shape} and {sig_b.shape}")
     return float(np.count_nonzero(sig_a == sig_b)) / sig_a.size
 
 
 def _banding_error(
     threshold: float, bands: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
-    """Return false-positive area + false-negative area under the banding S-curve, per (bands, rows).
+    """Return FP area + FN area under the banding S-curve for each (bands, rows) pair.
 
     ``P(candidate | Jaccard s) = 1 - (1 - s**rows)**bands``; the FP area integrates it over
     ``[0, threshold]``, the FN area integrates its complement over ``[threshold, 1]``.
@@ -158,9 +151,7 @@ def _banding_error(
         # at every node (rows of the result) for every (bands, rows) pair (columns).
         half = (hi - lo) / 2.0
         s = (half * nodes + (lo + hi) / 2.0)[:, np.newaxis]
-        miss: npt.NDArray[np.float64] = (1.0 - s ** rows[np.newaxis, :]) ** bands[
-            np.newaxis, :
-        ]
+        miss: npt.NDArray[np.float64] = (1.0 - s ** rows[np.newaxis, :]) ** bands[np.newaxis, :]
         return half, miss
 
     half_fp, miss_fp = miss_probability(0.0, threshold)
@@ -173,7 +164,7 @@ def _banding_error(
 
 @functools.lru_cache(maxsize=64)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """Return ``(bands, rows)`` minimising FP area + FN area for ``threshold`` (``bands * rows <= num_perm``).
+    """Return ``(bands, rows)``, ``bands * rows <= num_perm``, minimising FP + FN area at ``threshold``.
 
     The same search as datasketch's ``_optimal_param`` with equal weights: every pair with
     ``bands * rows <= num_perm`` in (bands, rows) order, the first minimum kept. For
@@ -185,9 +176,7 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if num_perm < 1:
         raise ValueError(f"num_perm must be at least 1, got {num_perm}")
-    pairs = [
-        (b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)
-    ]
+    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
     bands = np.array([b for b, _ in pairs], dtype=np.int64)
     rows = np.array([r for _, r in pairs], dtype=np.int64)
     # argmin returns the first minimum, matching datasketch's strict "<" scan in this order.
@@ -205,16 +194,12 @@ def band_keys(sig: Signature, bands: int, rows: int) -> list[str]:
     if bands < 1 or rows < 1:
         raise ValueError(f"bands and rows must be at least 1, got {bands} and {rows}")
     if sig.ndim != 1 or bands * rows > sig.size:
-        raise ValueError(
-            f"{bands} bands of {rows} rows need {bands * rows} values, signature has shape {sig.shape}"
-        )
+        raise ValueError(f"{bands} bands of {rows} rows need {bands * rows} values, signature has shape {sig.shape}")
     wire = np.ascontiguousarray(sig, dtype=_WIRE_DTYPE)
     width = len(str(bands - 1))
     return [
         f"{i:0{max(width, 2)}d}:"
-        + hashlib.blake2b(
-            wire[i * rows : (i + 1) * rows].tobytes(), digest_size=16
-        ).hexdigest()
+        + hashlib.blake2b(wire[i * rows : (i + 1) * rows].tobytes(), digest_size=16).hexdigest()
         for i in range(bands)
     ]
 

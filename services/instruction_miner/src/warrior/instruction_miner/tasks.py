@@ -58,7 +58,8 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
             stops = list(model.stop_strings)
             style = "chat_template"
         else:
-            prefix = completion_prequery_prefix(config.mining.system_prompt or completion_system_prompt(config.language))
+            system = config.mining.system_prompt or completion_system_prompt(config.language)
+            prefix = completion_prequery_prefix(system)
             stops = list(COMPLETION_STOPS)
             style = "completion"
         sampling = config.mining.sampling.model_dump() | {

@@ -78,9 +78,7 @@ def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: s
             judge,
             "score_candidates",
             request,
-            lambda: {
-                "logprobs": ctx.rt.client.score_candidates(judge, messages, VERDICT_PREFIX, VERDICT_CANDIDATES)
-            },
+            lambda: {"logprobs": ctx.rt.client.score_candidates(judge, messages, VERDICT_PREFIX, VERDICT_CANDIDATES)},
         )
         return {"probs": verdict_probs(response["logprobs"])}
     sampling = ctx.config.judge_sampling.model_dump()

@@ -59,7 +59,7 @@ def _excerpt(text: str) -> str:
 
 
 def parse_verdict(text: str) -> Verdict:
-    """Return the verdict tagged ``[[A]]``, ``[[B]]`` or ``[[Tie]]`` (``[[C]]`` also means tie) in ``text``.
+    """Return the verdict tagged ``[[A]]``, ``[[B]]``, ``[[Tie]]`` or ``[[C]]`` (a tie) in ``text``.
 
     When several tags appear the LAST one wins: judges often restate the options first
     ('output "[[A]]" if A is better, "[[B]]" if B is better') and give their decision at the
@@ -112,12 +112,8 @@ def verdict_probs(logprobs: Mapping[str, float]) -> dict[Verdict, float]:
         if verdict is None:
             continue
         if math.isnan(logprob) or logprob == math.inf:
-            raise ValueError(
-                f"logprob for {key!r} must be finite or -inf, got {logprob}"
-            )
-        merged[verdict] = (
-            _logaddexp(merged[verdict], logprob) if verdict in merged else logprob
-        )
+            raise ValueError(f"logprob for {key!r} must be finite or -inf, got {logprob}")
+        merged[verdict] = _logaddexp(merged[verdict], logprob) if verdict in merged else logprob
     if not merged:
         raise ValueError(f"no verdict key (A, B, Tie) among {sorted(logprobs)!r}")
     # Subtracting the maximum keeps exp() from overflowing or underflowing to all zeros.
@@ -126,9 +122,7 @@ def verdict_probs(logprobs: Mapping[str, float]) -> dict[Verdict, float]:
         raise ValueError("every verdict logprob is -inf")
     weights = {verdict: math.exp(logprob - top) for verdict, logprob in merged.items()}
     total = math.fsum(weights.values())
-    return {
-        verdict: weights[verdict] / total for verdict in _VERDICTS if verdict in weights
-    }
+    return {verdict: weights[verdict] / total for verdict in _VERDICTS if verdict in weights}
 
 
 def _logaddexp(x: float, y: float) -> float:
@@ -159,9 +153,7 @@ def combine_order_probs(
         for verdict, p in probs.items():
             _check_verdict(verdict, name)
             if not 0.0 <= p <= 1.0:
-                raise ValueError(
-                    f"{name} probability of {verdict!r} must be in [0, 1], got {p}"
-                )
+                raise ValueError(f"{name} probability of {verdict!r} must be in [0, 1], got {p}")
     p_first = (forward.get("A", 0.0) + backward.get("B", 0.0)) / 2.0
     p_second = (forward.get("B", 0.0) + backward.get("A", 0.0)) / 2.0
     margin = p_first - p_second

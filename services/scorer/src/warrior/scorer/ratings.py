@@ -53,9 +53,7 @@ class Outcome:
     def __post_init__(self) -> None:
         """Reject self-play and unknown verdicts, which no rating method can use."""
         if self.a == self.b:
-            raise ValueError(
-                f"an outcome needs two different experts, got {self.a!r} twice"
-            )
+            raise ValueError(f"an outcome needs two different experts, got {self.a!r} twice")
         if self.winner not in ("a", "b", "tie"):
             raise ValueError(f"winner must be 'a', 'b' or 'tie', got {self.winner!r}")
 
@@ -93,9 +91,7 @@ def expected_score(rating_a: float, rating_b: float) -> float:
     return e / (1.0 + e)
 
 
-def online_elo(
-    outcomes: Sequence[Outcome], *, k: float = 40.0, initial: float = 0.0
-) -> dict[str, float]:
+def online_elo(outcomes: Sequence[Outcome], *, k: float = 40.0, initial: float = 0.0) -> dict[str, float]:
     """Sequential Elo over `outcomes` in the order given; a tie scores 0.5 for each side.
 
     Each outcome moves A by K * (S_A - E_A) and B by the same amount the other way, so
@@ -114,9 +110,7 @@ def online_elo(
     return ratings
 
 
-def bradley_terry(
-    outcomes: Sequence[Outcome], *, experts: Sequence[str] | None = None
-) -> dict[str, float]:
+def bradley_terry(outcomes: Sequence[Outcome], *, experts: Sequence[str] | None = None) -> dict[str, float]:
     """Maximum-a-posteriori Bradley-Terry ratings on the Elo scale, centred to mean 0.
 
     P(A beats B) = expected_score(R_A, R_B); a tie counts as half a win for each side.
@@ -157,15 +151,11 @@ def rate(
     if bootstrap_rounds < 0:
         raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
     if not 0.0 < confidence < 1.0:
-        raise ValueError(
-            f"confidence must be strictly between 0 and 1, got {confidence!r}"
-        )
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
 
     names, index_a, index_b, score_a = _encode(outcomes, experts)
     size = len(names)
-    battles = np.bincount(index_a, minlength=size) + np.bincount(
-        index_b, minlength=size
-    )
+    battles = np.bincount(index_a, minlength=size) + np.bincount(index_b, minlength=size)
 
     def fit(rows: IntArray) -> FloatArray:
         # `rows` indexes `outcomes` and the encoded arrays alike: a resample is a
@@ -205,25 +195,15 @@ def _encode(
     outcomes: Sequence[Outcome], experts: Sequence[str] | None
 ) -> tuple[list[str], IntArray, IntArray, FloatArray]:
     """Sorted expert names plus per-outcome index arrays for A and B and A's score."""
-    names = sorted(
-        set(experts or ()) | {o.a for o in outcomes} | {o.b for o in outcomes}
-    )
+    names = sorted(set(experts or ()) | {o.a for o in outcomes} | {o.b for o in outcomes})
     position = {name: i for i, name in enumerate(names)}
-    index_a = np.fromiter(
-        (position[o.a] for o in outcomes), dtype=np.intp, count=len(outcomes)
-    )
-    index_b = np.fromiter(
-        (position[o.b] for o in outcomes), dtype=np.intp, count=len(outcomes)
-    )
-    score_a = np.fromiter(
-        (o.score_a for o in outcomes), dtype=np.float64, count=len(outcomes)
-    )
+    index_a = np.fromiter((position[o.a] for o in outcomes), dtype=np.intp, count=len(outcomes))
+    index_b = np.fromiter((position[o.b] for o in outcomes), dtype=np.intp, count=len(outcomes))
+    score_a = np.fromiter((o.score_a for o in outcomes), dtype=np.float64, count=len(outcomes))
     return names, index_a, index_b, score_a
 
 
-def _bt_fit(
-    index_a: IntArray, index_b: IntArray, score_a: FloatArray, size: int
-) -> FloatArray:
+def _bt_fit(index_a: IntArray, index_b: IntArray, score_a: FloatArray, size: int) -> FloatArray:
     """Bradley-Terry MAP estimate by damped Newton; Elo-scale ratings with mean 0.
 
     Works in natural logits theta = R * ln(10) / 400 and maximises
@@ -253,9 +233,7 @@ def _bt_fit(
     def objective(theta: FloatArray) -> float:
         diff = theta[:, None] - theta[None, :]
         # log sigmoid(d) = -log(1 + exp(-d)), via logaddexp to stay finite for large |d|.
-        return float(
-            -(wins * np.logaddexp(0.0, -diff)).sum() - 0.5 * lam * theta @ theta
-        )
+        return float(-(wins * np.logaddexp(0.0, -diff)).sum() - 0.5 * lam * theta @ theta)
 
     theta = np.zeros(size, dtype=np.float64)
     value = objective(theta)
@@ -286,6 +264,4 @@ def _bt_fit(
             # Already mean 0 in exact arithmetic; remove the rounding residue.
             centred: FloatArray = ratings - ratings.mean()
             return centred
-    raise RuntimeError(
-        f"Bradley-Terry fit did not converge in {_BT_MAX_ITERATIONS} iterations"
-    )
+    raise RuntimeError(f"Bradley-Terry fit did not converge in {_BT_MAX_ITERATIONS} iterations")

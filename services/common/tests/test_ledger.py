@@ -1,0 +1,49 @@
+"""A model call is paid once: a repeated or raced call reuses the recorded response."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from warrior.common.ledger import CallLedger
+from warrior.common.store import LocalStore
+
+
+def test_second_call_reuses_the_record(tmp_path: Path) -> None:
+    ledger = CallLedger(LocalStore(tmp_path), "c1")
+    calls = []
+
+    def invoke() -> dict:
+        calls.append(1)
+        return {"text": f"answer {len(calls)}"}
+
+    first, reused1 = ledger.call("smol", "rev1", "chat", {"prompt": "p", "seed": 1}, invoke)
+    second, reused2 = ledger.call("smol", "rev1", "chat", {"prompt": "p", "seed": 1}, invoke)
+    assert (first, reused1) == ({"text": "answer 1"}, False)
+    assert (second, reused2) == ({"text": "answer 1"}, True)
+    assert len(calls) == 1
+    # Another seed, revision or expert is another call.
+    ledger.call("smol", "rev1", "chat", {"prompt": "p", "seed": 2}, invoke)
+    ledger.call("smol", "rev2", "chat", {"prompt": "p", "seed": 1}, invoke)
+    ledger.call("qwen", "rev1", "chat", {"prompt": "p", "seed": 1}, invoke)
+    assert len(calls) == 4
+
+
+def test_racing_callers_all_see_the_first_record(tmp_path: Path) -> None:
+    ledger = CallLedger(LocalStore(tmp_path), "c1")
+    barrier = threading.Barrier(6)
+    results: list[dict] = []
+
+    def worker(i: int) -> None:
+        def invoke() -> dict:
+            barrier.wait()
+            return {"text": f"from {i}"}
+
+        results.append(ledger.call("smol", "r", "complete", {"prompt": "x"}, invoke)[0])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r["text"] for r in results}) == 1
