@@ -43,7 +43,9 @@ def _start(name: str, model: Path, tmp: Path, env: dict[str, str], *extra: str) 
 
 
 @pytest.fixture()
-def server(tmp_path: Path, smollm2_path: Path, warrior_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def server(
+    tmp_path: Path, smollm2_path: Path, warrior_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     proc, endpoint = _start("smol", smollm2_path, tmp_path, warrior_env)
     yield proc, endpoint
     if proc.poll() is None:

@@ -1,0 +1,63 @@
+"""Near-duplicate removal holds across miner replicas: the LSH index lives in Redis."""
+
+from __future__ import annotations
+
+import threading
+
+from warrior.common.redis_client import connect
+from warrior.instruction_miner.dedup_index import SharedDedupIndex
+
+BASE = (
+    "Write a Python function that reads a CSV file of sales records, groups the rows by region, "
+    "and returns the total revenue per region as a dictionary sorted by revenue in descending order."
+)
+NEAR = BASE.replace("descending", "ascending")
+OTHER = "How do I reverse a linked list in place in Python without using extra memory for a new list?"
+
+
+def test_second_near_duplicate_is_dropped_and_names_the_first(redis_url: str) -> None:
+    index = SharedDedupIndex(connect(redis_url), "c1")
+    assert index.check_and_insert("i1", BASE) is None
+    assert index.check_and_insert("i2", NEAR) == "i1"
+    assert index.check_and_insert("i3", OTHER) is None
+
+
+def test_redelivery_of_a_kept_item_is_kept_again(redis_url: str) -> None:
+    index = SharedDedupIndex(connect(redis_url), "c1")
+    assert index.check_and_insert("i1", BASE) is None
+    assert index.check_and_insert("i1", BASE) is None
+
+
+def test_campaigns_do_not_share_an_index(redis_url: str) -> None:
+    client = connect(redis_url)
+    assert SharedDedupIndex(client, "c1").check_and_insert("i1", BASE) is None
+    assert SharedDedupIndex(client, "c2").check_and_insert("i1", BASE) is None
+
+
+def test_two_workers_racing_on_near_duplicates_keep_exactly_one_of_each_pair(redis_url: str) -> None:
+    """Two replicas (each with its own Redis connection) screen overlapping batches at the same time."""
+    # Twenty unrelated requests (each mostly its own words), each with a near-duplicate in the other batch.
+    pairs = [
+        "Write a Python function that counts " + " ".join(f"topic{i}word{k}" for k in range(16)) + " per hour"
+        for i in range(20)
+    ]
+    batch_a = [(f"a{i}", text) for i, text in enumerate(pairs)]
+    batch_b = [(f"b{i}", text.replace("counts", "tallies")) for i, text in enumerate(pairs)]
+    kept: dict[str, list[str]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def worker(name: str, batch: list[tuple[str, str]]) -> None:
+        index = SharedDedupIndex(connect(redis_url), "race")
+        start.wait()
+        for item, text in batch:
+            if index.check_and_insert(item, text) is None:
+                kept[name].append(item)
+
+    threads = [threading.Thread(target=worker, args=(n, b)) for n, b in (("a", batch_a), ("b", batch_b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    survivors = kept["a"] + kept["b"]
+    for i in range(20):
+        assert (f"a{i}" in survivors) != (f"b{i}" in survivors), f"pair {i}: {survivors}"

@@ -1,0 +1,164 @@
+"""Orchestration end to end on the ZeroLatencyTestEngine (instant fake outputs, not a model).
+
+Real Redis, real Celery workers, real gRPC servers and a real object store: only inference is
+replaced, so these tests are about the pipeline's bookkeeping, not about model quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warrior.cli import campaign as ops
+from warrior.common.campaign_state import list_campaigns
+from warrior.dataset_builder.versions import read_manifest, read_rows
+
+pytestmark = pytest.mark.stack
+
+ZLT = "zero-latency-test"
+
+
+def _config(
+    campaign: str, per_expert: int = 6, experts: tuple[str, ...] = ("alpha", "beta", "gamma")
+) -> dict[str, Any]:
+    return {
+        "campaign": campaign,
+        "experts": [{"name": n, "engine": ZLT} for n in experts],
+        "mining": {"per_expert": per_expert},
+        "scoring": {"bootstrap_rounds": 20},
+        "dataset": {"name": campaign},
+    }
+
+
+def _warrior(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "warrior.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_campaign_produces_a_dataset_with_lineage(make_stack: Callable[..., Any]) -> None:
+    stack = make_stack(_config("e2e-zlt"))
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
+    kept = snap["instructions"]["kept"]
+    assert snap["instructions"]["mined"] == 18
+    assert kept + sum(snap["instructions"]["dropped"].values()) == 18
+    assert snap["battles"] == 3 * kept  # three pairs per instruction
+    assert snap["failures"] == {}
+    manifest = ops.build_dataset(stack.app, campaign, "e2e-zlt")
+    rows = read_rows(stack.rt.store, read_manifest(stack.rt.store, "e2e-zlt"))
+    assert manifest["rows"] == len(rows) == kept
+    ids = {r["lineage"]["instruction_id"] for r in rows}
+    assert len(ids) == kept
+    for row in rows:
+        lineage = row["lineage"]
+        assert lineage["campaign"] == campaign
+        assert lineage["winner"] in {"alpha", "beta", "gamma"}
+        assert lineage["attacker"] in {"alpha", "beta", "gamma"}
+        assert sorted(lineage["judges"]) == ["alpha", "beta", "gamma"]  # each judged the pair it was not in
+        assert {(v["a"], v["b"]) for v in lineage["votes"]} == {
+            ("alpha", "beta"),
+            ("alpha", "gamma"),
+            ("beta", "gamma"),
+        }
+        assert row["messages"][0]["role"] == "user" and row["messages"][1]["role"] == "assistant"
+        # The answer in the row is the winner's own answer from the battle record.
+        battle = stack.rt.store.get_json(f"runs/{campaign}/battles/{lineage['instruction_id']}.json")
+        assert row["messages"][1]["content"] == battle["answers"][lineage["winner"]]["text"]
+    # A second build of the same campaign is the same immutable version.
+    assert ops.build_dataset(stack.app, campaign, "e2e-zlt")["version"] == manifest["version"]
+
+
+def test_redelivered_tasks_reuse_recorded_calls(make_stack: Callable[..., Any]) -> None:
+    stack = make_stack(_config("e2e-redeliver", per_expert=3))
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
+    paid = snap["counters"]["engine_calls"]
+    # Re-send every battle as a redelivery would: nothing is paid again and nothing is counted twice.
+    for iid in stack.rt.redis.smembers(f"warrior:campaign:{campaign}:kept"):
+        stack.app.send_task("warrior.battle", args=[campaign, iid], task_id=f"again-{iid}").get(timeout=60)
+    again = ops.status(stack.rt, campaign)
+    assert again["counters"]["engine_calls"] == paid
+    assert again["battles"] == snap["battles"] and again["votes"] == snap["votes"]
+
+
+def test_killed_expert_leaves_the_roster_and_the_campaign_finishes(
+    make_stack: Callable[..., Any], warrior_env: dict[str, str]
+) -> None:
+    stack = make_stack(_config("e2e-kill", per_expert=4, experts=("alpha", "beta", "gamma", "delta")))
+    listed = json.loads(_warrior(warrior_env, "experts", "--json").stdout)
+    assert sorted(row["expert"] for row in listed) == ["alpha", "beta", "delta", "gamma"]
+    victim = next(p for p in stack.local.running() if p.name == "expert-delta")
+    os.kill(victim.pid, signal.SIGKILL)
+    ttl = float(warrior_env["WARRIOR_REGISTRY_TTL_S"])
+    deadline = time.monotonic() + ttl + 2
+    while "delta" in stack.rt.registry.experts() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "delta" not in stack.rt.registry.experts()
+    listed = json.loads(_warrior(warrior_env, "experts", "--json").stdout)
+    assert sorted(row["expert"] for row in listed) == ["alpha", "beta", "gamma"]
+    # The roster still names delta: its work is recorded as failed, the others battle on.
+    state = ops.CampaignState(stack.rt.redis, "e2e-kill")
+    state.create(stack.config.model_dump(mode="json"), expected_mine=16)
+    for expert in stack.config.expert_names:
+        for i in range(4):
+            stack.app.send_task("warrior.mine", args=["e2e-kill", expert, i], task_id=f"mine-kill-{expert}-{i}")
+    snap = ops.wait(stack.rt, "e2e-kill", timeout_s=120, interval_s=0.5)
+    assert snap["done"]
+    assert snap["failures"]["mine"] == 4  # delta's mining units
+    assert snap["failures"].get("absent", 0) == snap["battled"]  # delta absent from every battle
+    assert snap["battles"] == 3 * snap["battled"]  # the three live experts still battle
+
+
+def test_misspelled_key_exits_2_naming_it_and_enqueues_nothing(
+    make_stack: Callable[..., Any], warrior_env: dict[str, str], tmp_path: Path
+) -> None:
+    stack = make_stack(_config("e2e-typo", per_expert=1))
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(stack.config_path.read_text().replace("per_expert", "per_exprt"))
+    result = _warrior(warrior_env, "campaign", "start", "--config", str(bad))
+    assert result.returncode == 2
+    assert "mining.per_exprt" in result.stderr
+    assert list_campaigns(stack.rt.redis) == []
+    assert all(stack.rt.redis.llen(q) == 0 for q in ("mine", "screen", "battle", "score", "dataset"))
+
+
+def test_unknown_expert_is_refused_before_anything_is_enqueued(
+    make_stack: Callable[..., Any], warrior_env: dict[str, str], tmp_path: Path
+) -> None:
+    stack = make_stack(_config("e2e-unknown", per_expert=1))
+    data = _config("e2e-unknown-2", per_expert=1, experts=("alpha", "nobody"))
+    path = tmp_path / "unknown.yaml"
+    path.write_text(json.dumps(data))
+    result = _warrior(warrior_env, "campaign", "start", "--config", str(path), "--experts-timeout", "1")
+    assert result.returncode == 2
+    assert "nobody" in result.stderr
+    assert list_campaigns(stack.rt.redis) == []
+
+
+def test_cli_status_leaderboard_and_dataset_commands(
+    make_stack: Callable[..., Any], warrior_env: dict[str, str]
+) -> None:
+    stack = make_stack(_config("e2e-cli", per_expert=3))
+    started = _warrior(warrior_env, "campaign", "start", "--config", str(stack.config_path), "--wait", "--json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["done"] is True
+    status = json.loads(_warrior(warrior_env, "status", "--json").stdout)
+    assert status["campaign"] == "e2e-cli" and status["done"]
+    board = json.loads(_warrior(warrior_env, "leaderboard", "--json").stdout)
+    assert sorted(r["expert"] for r in board["leaderboard"]) == ["alpha", "beta", "gamma"]
+    assert all(r["ci_low"] <= r["rating"] <= r["ci_high"] for r in board["leaderboard"])
+    built = json.loads(_warrior(warrior_env, "dataset", "build", "--json").stdout)
+    shown = json.loads(_warrior(warrior_env, "dataset", "show", "e2e-cli", "--json").stdout)
+    assert shown["version"] == built["version"] and shown["rows"] == built["rows"] == status["instructions"]["kept"]
+    missing = _warrior(warrior_env, "dataset", "show", "nope")
+    assert missing.returncode == 2 and "nope" in missing.stderr
