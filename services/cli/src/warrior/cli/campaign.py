@@ -11,6 +11,8 @@ from celery import Celery
 from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState, list_campaigns
+
+__all__ = ["CampaignError", "CampaignState", "build_dataset", "finalize", "start", "status", "wait"]
 from warrior.common.ids import task_id
 from warrior.common.registry import Registry
 from warrior.common.runtime import DEADLETTER_KEY, Runtime

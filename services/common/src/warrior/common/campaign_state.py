@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 _INDEX = "warrior:campaigns"
 
@@ -30,7 +31,7 @@ class CampaignState:
     # -- lifecycle -------------------------------------------------------------------------
     def create(self, config: dict[str, Any], expected_mine: int) -> bool:
         """Record a new campaign; False when one with this id already exists (nothing changes)."""
-        meta = {
+        meta: dict[FieldT, EncodableT] = {
             "campaign": self.campaign,
             "config": json.dumps(config, sort_keys=True),
             "created_at": str(time.time()),
@@ -63,7 +64,7 @@ class CampaignState:
         return {str(m) for m in self._r.smembers(self._k(stage))}
 
     def count(self, stage: str) -> int:
-        return int(self._r.scard(self._k(stage)))  # type: ignore[arg-type]
+        return int(self._r.scard(self._k(stage)))
 
     def drop(self, item: str, reason: str) -> None:
         """An instruction left the pipeline for a recorded reason."""

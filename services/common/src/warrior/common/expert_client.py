@@ -125,7 +125,10 @@ class ExpertClient:
         raise ExpertUnavailable(f"expert {expert!r} unavailable after {self._attempts} attempts ({last_error})")
 
     def model_info(self, expert: str) -> pb.GetModelInfoResponse:
-        return self._invoke(expert, lambda s, t: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=min(t, 30.0)))
+        reply: pb.GetModelInfoResponse = self._invoke(
+            expert, lambda s, t: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=min(t, 30.0))
+        )
+        return reply
 
     def complete(self, expert: str, prompt: str, sampling: dict[str, Any]) -> Generation:
         request = pb.CompleteRequest(prompt=prompt, sampling=sampling_pb(sampling))

@@ -32,7 +32,7 @@ class Runtime:
         A message whose task keeps killing its worker would otherwise be redelivered forever.
         """
         key = f"warrior:deliveries:{task_id}"
-        count = int(self.redis.incr(key))  # type: ignore[arg-type]
+        count = int(self.redis.incr(key))
         self.redis.expire(key, 7 * 24 * 3600)
         if count <= max_deliveries:
             return True

@@ -48,7 +48,7 @@ def read_manifest(store: ObjectStore, name: str, version: str | None = None) -> 
 
 def read_rows(store: ObjectStore, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """All rows of a version, checking each shard against its recorded sha256."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for shard in manifest["shards"]:
         data = store.get(shard["key"])
         if hashlib.sha256(data).hexdigest() != shard["sha256"]:

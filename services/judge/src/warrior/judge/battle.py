@@ -73,7 +73,11 @@ def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: s
     """One order: `first` shown as A. Returns the verdict (text mode) or the probabilities (logprobs mode)."""
     messages = judge_messages(ctx.instruction, first, second)
     if mode == "logprobs":
-        request = {"messages": messages, "assistant_prefix": VERDICT_PREFIX, "candidates": list(VERDICT_CANDIDATES)}
+        request: dict[str, Any] = {
+            "messages": messages,
+            "assistant_prefix": VERDICT_PREFIX,
+            "candidates": list(VERDICT_CANDIDATES),
+        }
         response = ctx.call(
             judge,
             "score_candidates",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.campaign_state import CampaignState
@@ -18,7 +18,7 @@ def outcomes_of(battle: dict[str, Any]) -> list[Outcome]:
     """One outcome per judgment that survived both orders (ties included)."""
     out = []
     for j in battle["judgments"]:
-        winner = "tie" if j["winner"] is None else ("a" if j["winner"] == j["a"] else "b")
+        winner: Literal["a", "b", "tie"] = "tie" if j["winner"] is None else ("a" if j["winner"] == j["a"] else "b")
         out.append(Outcome(j["a"], j["b"], winner))
     return out
 

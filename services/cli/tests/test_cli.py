@@ -1,0 +1,72 @@
+"""The command line: help that helps, tables, and a stack that stops exactly what it started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from warrior.cli.main import build_parser
+from warrior.cli.stack import LocalStack, _alive
+from warrior.cli.tables import table
+from warrior.common.campaign_config import parse_campaign_config
+
+
+def test_help_lists_every_command() -> None:
+    text = build_parser().format_help()
+    for command in ("up", "down", "campaign", "status", "leaderboard", "experts", "dataset", "demo"):
+        assert command in text
+    assert "REDIS_URL" in text and "WARRIOR_STORE_URL" in text
+
+
+def test_subcommand_help_exits_zero() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "warrior.cli.main", "campaign", "start", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--config" in result.stdout and "--wait" in result.stdout
+
+
+def test_missing_config_file_exits_2_with_its_path(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "warrior.cli.main", "campaign", "start", "--config", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"WARRIOR_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2 and "none.yaml" in result.stderr and "cannot read" in result.stderr
+
+
+def test_table_aligns_numbers_right() -> None:
+    out = table([{"expert": "a", "rating": 10.5}, {"expert": "bbb", "rating": -3.0}], ["expert", "rating"])
+    assert out.splitlines() == ["expert  rating", "------  ------", "a         10.5", "bbb       -3.0"]
+
+
+@pytest.mark.stack
+def test_up_then_down_stops_exactly_what_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARRIOR_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("WARRIOR_STORE_URL", raising=False)
+    monkeypatch.setenv("WARRIOR_REGISTRY_TTL_S", "3")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    config = parse_campaign_config({"experts": [{"name": "a", "engine": "zero-latency-test"},
+                                                {"name": "b", "engine": "zero-latency-test"}]})  # fmt: skip
+    stack = LocalStack()
+    try:
+        stack.up(config, timeout_s=60, echo=lambda *_: None)
+        procs = stack.running()
+        assert sorted(p.kind for p in procs) == ["expert", "expert", "redis"] + ["worker"] * 4
+        assert all(Path(p.log).exists() for p in procs)
+        with pytest.raises(Exception, match="already up"):
+            stack.up(config, timeout_s=60, echo=lambda *_: None)
+        stopped = stack.down(echo=lambda *_: None)
+        assert sorted(stopped) == sorted(p.name for p in procs)
+        assert not any(_alive(p.pid) for p in procs)
+        assert not stack.state_file.exists()
+        assert bystander.poll() is None  # nothing else was touched
+    finally:
+        stack.down(echo=lambda *_: None)
+        bystander.kill()
+        bystander.wait()
