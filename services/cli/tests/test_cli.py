@@ -42,6 +42,8 @@ def test_missing_config_file_exits_2_with_its_path(tmp_path: Path) -> None:
 def test_table_aligns_numbers_right() -> None:
     out = table([{"expert": "a", "rating": 10.5}, {"expert": "bbb", "rating": -3.0}], ["expert", "rating"])
     assert out.splitlines() == ["expert  rating", "------  ------", "a         10.5", "bbb       -3.0"]
+    listed = table([{"endpoints": ["h:1", "h:2"], "x": None}], ["endpoints", "x"])
+    assert listed.splitlines()[-1] == "h:1, h:2"
 
 
 @pytest.mark.stack
