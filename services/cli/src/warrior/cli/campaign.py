@@ -43,6 +43,8 @@ def start(rt: Runtime, app: Celery, config: CampaignConfig, *, experts_timeout_s
     if not state.create(config.model_dump(mode="json"), expected):
         raise CampaignError(f"campaign {campaign!r} already exists; give the config another `campaign:` id")
     rt.store.put_json(f"runs/{campaign}/config.json", config.model_dump(mode="json"), if_absent=True)
+    for name in config.expert_names:
+        state.mark("roster", name)
     for expert in config.expert_names:
         for index in range(config.mining.per_expert):
             app.send_task(

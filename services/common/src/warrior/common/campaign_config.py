@@ -76,10 +76,19 @@ class DatasetConfig(_Strict):
     name: str = Field("arena", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
+class MatchmakingConfig(_Strict):
+    """How an expert that registers mid-campaign is brought in."""
+
+    open_roster: bool = True  # any expert that registers while the campaign runs joins it
+    batch: int = Field(8, ge=1, le=1000)  # earlier instructions a newcomer battles per round
+    bootstrap_rounds: int = Field(50, ge=10, le=1000)  # for the interval that decides when it is rated
+
+
 class CampaignConfig(_Strict):
     campaign: str | None = None
     language: str = Field("Python", min_length=1, max_length=40)
     experts: list[ExpertConfig] = Field(min_length=2)
+    matchmaking: MatchmakingConfig = MatchmakingConfig()
     mining: MiningConfig = MiningConfig()
     screening: ScreeningConfig = ScreeningConfig()
     battle: BattleConfig = BattleConfig()

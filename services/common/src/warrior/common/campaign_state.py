@@ -57,8 +57,9 @@ class CampaignState:
         self._r.hset(self._k("meta"), "status", status)
 
     # -- stage marks -----------------------------------------------------------------------
-    def mark(self, stage: str, item: str) -> None:
-        self._r.sadd(self._k(stage), item)
+    def mark(self, stage: str, item: str) -> bool:
+        """Record that item reached stage; True only the first time."""
+        return bool(self._r.sadd(self._k(stage), item))
 
     def members(self, stage: str) -> set[str]:
         return {str(m) for m in self._r.smembers(self._k(stage))}
@@ -111,6 +112,8 @@ class CampaignState:
             "scored": self.count("scored"),
             "collected": self.count("collected"),
             "finished": self.count("finished"),
+            "roster": sorted(self.members("roster")),
+            "backfills": {"sent": self.count("backfill_sent"), "done": self.count("backfill_done")},
             "battles": sum(int(s.get("battles", 0)) for s in stats.values()),
             "votes": sum(int(s.get("votes", 0)) for s in stats.values()),
             "ties": sum(int(s.get("ties", 0)) for s in stats.values()),
@@ -125,7 +128,10 @@ class CampaignState:
     def _done(snap: dict[str, Any]) -> bool:
         mine, ins = snap["mine"], snap["instructions"]
         return bool(
-            mine["done"] >= mine["expected"] and ins["screened"] >= ins["mined"] and snap["finished"] >= ins["kept"]
+            mine["done"] >= mine["expected"]
+            and ins["screened"] >= ins["mined"]
+            and snap["finished"] >= ins["kept"]
+            and snap["backfills"]["done"] >= snap["backfills"]["sent"]
         )
 
 

@@ -33,7 +33,13 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
         result_expires=7 * 24 * 3600,
         task_routes={name: {"queue": queue} for name, queue in queues.TASK_QUEUES.items()},
         task_default_queue=queues.MINE,
+        # Redis emulates priorities with one list per level, 0 first: newcomers' backfill battles
+        # are sent at 0 so they run before the campaign's regular work (sent at the default, 5).
+        task_default_priority=5,
+        task_queue_max_priority=9,
         broker_transport_options={
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
             "visibility_timeout": visibility,
             # Shorter than kombu's default so a killed worker's messages come back sooner.
             "unacked_restore_interval": 10,

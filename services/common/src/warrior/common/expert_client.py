@@ -50,6 +50,18 @@ class Generation:
         }
 
 
+def _retry_after_s(exc: grpc.RpcError, default_s: float = 0.5) -> float:
+    """The server's `retry-after-ms` hint from a RESOURCE_EXHAUSTED answer."""
+    trailers = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == "retry-after-ms":
+            try:
+                return max(0.0, float(value) / 1000.0)
+            except ValueError:
+                break
+    return default_s
+
+
 def sampling_pb(sampling: dict[str, Any]) -> pb.SamplingParams:
     return pb.SamplingParams(
         temperature=float(sampling.get("temperature", 0.0)),
@@ -70,12 +82,20 @@ class ExpertClient:
         deadline_s: float = 300.0,
         attempts: int = 3,
         backoff_s: float = 0.5,
+        busy_budget_s: float = 120.0,
+        in_flight_per_expert: int = 0,
     ) -> None:
+        """in_flight_per_expert bounds this process's concurrent calls to one expert; 0 means twice
+        the capacity its replicas announce (enough to keep a batching engine full, not so many that
+        requests only queue there)."""
         self._registry = registry
         self._deadline_s = deadline_s
         self._attempts = attempts
         self._backoff_s = backoff_s
+        self._busy_budget_s = busy_budget_s
+        self._in_flight_per_expert = in_flight_per_expert
         self._channels: dict[str, grpc.Channel] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -105,14 +125,32 @@ class ExpertClient:
             raise ExpertUnavailable(f"expert {expert!r} is not registered (no live replica)")
         return random.choice(replicas)
 
+    def _slot(self, expert: str, replicas: list[ExpertRecord]) -> threading.BoundedSemaphore:
+        with self._lock:
+            slot = self._slots.get(expert)
+            if slot is None:
+                limit = self._in_flight_per_expert or max(2, 2 * sum(r.capacity for r in replicas))
+                slot = self._slots[expert] = threading.BoundedSemaphore(limit)
+            return slot
+
     def _invoke(self, expert: str, call: Callable[[pb_grpc.ExpertInferenceServiceStub, float], T]) -> T:
+        """Call one replica; on failure try the others, then back off and retry.
+
+        A busy replica (RESOURCE_EXHAUSTED) says how long to wait in its `retry-after-ms` trailer;
+        busy answers are retried within a time budget rather than counted as failed attempts, so
+        backpressure slows callers down instead of failing their work.
+        """
         last_error = "no live replica"
-        for attempt in range(self._attempts):
+        attempt = 0
+        busy_until = time.monotonic() + self._busy_budget_s
+        while attempt < self._attempts:
             replicas = self._registry.resolve(expert)
             random.shuffle(replicas)
+            busy_wait = 0.0
             for record in replicas:
                 try:
-                    return call(self._stub(record.endpoint), self._deadline_s)
+                    with self._slot(expert, replicas):
+                        return call(self._stub(record.endpoint), self._deadline_s)
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                     detail = exc.details() if hasattr(exc, "details") else str(exc)
@@ -120,8 +158,14 @@ class ExpertClient:
                         message = f"expert {expert!r} refused the request: {code.name}: {detail}"
                         raise ExpertRequestError(message) from None
                     last_error = f"{record.endpoint}: {code.name}: {detail}"
-            if attempt + 1 < self._attempts:
-                time.sleep(self._backoff_s * (2**attempt))
+                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        busy_wait = max(busy_wait, _retry_after_s(exc))
+            if busy_wait and time.monotonic() + busy_wait < busy_until:
+                time.sleep(busy_wait * random.uniform(1.0, 1.5))
+                continue
+            attempt += 1
+            if attempt < self._attempts:
+                time.sleep(self._backoff_s * (2 ** (attempt - 1)))
         raise ExpertUnavailable(f"expert {expert!r} unavailable after {self._attempts} attempts ({last_error})")
 
     def model_info(self, expert: str) -> pb.GetModelInfoResponse:

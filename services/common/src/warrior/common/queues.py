@@ -20,11 +20,17 @@ TASK_SCORE: Final = "warrior.score"
 TASK_FINALIZE: Final = "warrior.finalize"
 TASK_COLLECT: Final = "warrior.collect"
 TASK_BUILD: Final = "warrior.build"
+TASK_BACKFILL: Final = "warrior.backfill"
+TASK_MATCHMAKE: Final = "warrior.matchmake"
+
+PRIORITY_NEWCOMER: Final = 0
 
 TASK_QUEUES: Final = {
     TASK_MINE: MINE,
     TASK_SCREEN: SCREEN,
     TASK_BATTLE: BATTLE,
+    TASK_BACKFILL: BATTLE,
+    TASK_MATCHMAKE: SCORE,
     TASK_SCORE: SCORE,
     TASK_FINALIZE: SCORE,
     TASK_COLLECT: DATASET,

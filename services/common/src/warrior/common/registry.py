@@ -22,6 +22,10 @@ class ExpertRecord(BaseModel):
     revision: str
     engine: str
     capacity: int = 1
+    # Requests being served at the last heartbeat; with capacity, the replica's load.
+    in_flight: int = 0
+    # "serving", or "draining" between SIGTERM and deregistration.
+    state: str = "serving"
     capabilities: dict[str, bool] = Field(default_factory=dict)
     pid: int = 0
     host: str = ""
@@ -69,10 +73,11 @@ class Registry:
         return sorted(records, key=lambda r: (r.name, r.instance))
 
     def experts(self) -> dict[str, list[ExpertRecord]]:
-        """Live replicas grouped by expert name."""
+        """Replicas taking new work (not draining), grouped by expert name."""
         grouped: dict[str, list[ExpertRecord]] = {}
         for record in self.replicas():
-            grouped.setdefault(record.name, []).append(record)
+            if record.state == "serving":
+                grouped.setdefault(record.name, []).append(record)
         return grouped
 
     def resolve(self, name: str) -> list[ExpertRecord]:
@@ -92,9 +97,11 @@ def summarize(records: list[ExpertRecord]) -> list[dict[str, Any]]:
                 "model": r.model,
                 "revision": r.revision,
                 "engine": r.engine,
+                "state": r.state,
                 "replicas": 0,
                 "endpoints": [],
                 "capacity": 0,
+                "in_flight": 0,
                 "capabilities": r.capabilities,
                 "last_heartbeat_s": None,
             },
@@ -102,6 +109,10 @@ def summarize(records: list[ExpertRecord]) -> list[dict[str, Any]]:
         row["replicas"] += 1
         row["endpoints"].append(r.endpoint)
         row["capacity"] += r.capacity
+        row["in_flight"] += r.in_flight
+        row["load"] = round(row["in_flight"] / max(1, row["capacity"]), 2)
+        if r.state == "serving":
+            row["state"] = "serving"
         age = round(now - r.heartbeat_at, 1)
         if row["last_heartbeat_s"] is None or age < row["last_heartbeat_s"]:
             row["last_heartbeat_s"] = age

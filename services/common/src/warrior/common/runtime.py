@@ -55,5 +55,7 @@ def get_runtime() -> Runtime:
         redis=client,
         store=open_store(settings.store_url),
         registry=registry,
-        client=ExpertClient(registry, deadline_s=settings.grpc_deadline_s),
+        client=ExpertClient(
+            registry, deadline_s=settings.grpc_deadline_s, in_flight_per_expert=settings.in_flight_per_expert
+        ),
     )

@@ -22,6 +22,7 @@ class Settings:
     home: Path
     registry_ttl_s: float
     grpc_deadline_s: float
+    in_flight_per_expert: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +35,8 @@ class Settings:
             home=home,
             registry_ttl_s=_positive_float("WARRIOR_REGISTRY_TTL_S", 15.0),
             grpc_deadline_s=_positive_float("WARRIOR_GRPC_DEADLINE_S", 300.0),
+            # 0: twice the capacity the expert's replicas announce.
+            in_flight_per_expert=_non_negative_int("WARRIOR_INFLIGHT_PER_EXPERT", 0),
         )
 
 
@@ -48,6 +51,15 @@ def _positive_float(name: str, default: float) -> float:
     if value <= 0:
         raise ValueError(f"environment variable {name}={raw!r} must be positive")
     return value
+
+
+def _non_negative_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise ValueError(f"environment variable {name}={raw!r} must be a whole number >= 0")
+    return int(raw)
 
 
 def celery_broker_url(redis_url: str) -> str:

@@ -7,19 +7,26 @@ from typing import Any
 
 def candidate_row(instruction: dict[str, Any], battle: dict[str, Any], score: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to emit the training row once the final winner is known."""
-    return {
+    row = {
         "id": instruction["id"],
         "campaign": instruction["campaign"],
         "instruction": instruction["text"],
         "attacker": instruction["attacker"],
         "attacker_revision": instruction["attacker_revision"],
+        "provisional": {"winner": score["winner"], "scores": score["scores"]},
+    }
+    return with_battle(row, battle)
+
+
+def with_battle(candidate: dict[str, Any], battle: dict[str, Any]) -> dict[str, Any]:
+    """The candidate with the answers, pairs and judges of a (merged) battle, e.g. after newcomers joined it."""
+    return candidate | {
         "answers": {
             name: {"text": a["text"], "revision": a["revision"], "finish_reason": a["finish_reason"]}
             for name, a in battle["answers"].items()
         },
         "pairs": battle["pairs"],
         "judges": sorted({j["judge"] for j in battle["judgments"]}),
-        "provisional": {"winner": score["winner"], "scores": score["scores"]},
     }
 
 

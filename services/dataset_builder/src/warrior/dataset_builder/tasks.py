@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from warrior.common.battles import load_battles
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import Runtime
-from warrior.dataset_builder.rows import candidate_row, training_row
+from warrior.dataset_builder.rows import candidate_row, training_row, with_battle
 from warrior.dataset_builder.versions import build_version
 
 
@@ -29,12 +30,14 @@ def collect(rt: Runtime, campaign: str, iid: str) -> None:
 def build(rt: Runtime, campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
     """A dataset version of the campaign's rows, each with the winner decided by the final ratings."""
     snapshot = rt.store.get_json(ratings_key)
+    battles = load_battles(rt.store, campaign)  # newcomers' addenda included
     rows = []
     for key in rt.store.list(f"runs/{campaign}/rows/"):
         candidate = rt.store.get_json(key)
         decided = snapshot["winners"].get(candidate["id"])
         if decided is None:
             continue
+        candidate = with_battle(candidate, battles[candidate["id"]])
         rows.append(training_row(candidate, decided["winner"], decided["scores"], ratings_key))
     return build_version(
         rt.store, name, rows, campaigns=[campaign], ratings_key=ratings_key, leaderboard=snapshot["leaderboard"]

@@ -14,6 +14,10 @@ class EngineBusy(RuntimeError):
     """Too many requests are waiting; the caller should back off and retry."""
 
 
+class EngineUnavailable(RuntimeError):
+    """The backend behind the engine cannot be reached (e.g. a remote server is down)."""
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
     temperature: float = 0.0
@@ -43,6 +47,9 @@ class EngineInfo:
     context_length: int
     capacity: int
     capabilities: dict[str, bool] = field(default_factory=dict)
+    # True when the backend applies its own chat template (an OpenAI-compatible server): the server
+    # then forwards chats as messages instead of rendering them into a prompt.
+    native_chat: bool = False
 
 
 class Engine(Protocol):
@@ -57,3 +64,9 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class NativeChatEngine(Engine, Protocol):
+    """An engine whose backend renders chats itself (info.native_chat is True)."""
+
+    async def chat(self, messages: list[dict[str, str]], sampling: SamplingSpec) -> Generated: ...

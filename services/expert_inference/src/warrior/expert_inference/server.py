@@ -12,17 +12,31 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from warrior.common.chat_template import Message, TemplateError, completion_prompt, render_chat_lenient
+from warrior.common.chat_template import (
+    Message,
+    TemplateError,
+    completion_prompt,
+    prequery_prefix,
+    render_chat_lenient,
+)
 from warrior.common.redis_client import connect
 from warrior.common.registry import ExpertRecord, Registry
 from warrior.common.settings import Settings
-from warrior.expert_inference.engine import Engine, EngineBusy, EngineRequestError, SamplingSpec
+from warrior.expert_inference.engine import (
+    Engine,
+    EngineBusy,
+    EngineRequestError,
+    EngineUnavailable,
+    NativeChatEngine,
+    SamplingSpec,
+)
 from warrior.v1 import expert_inference_pb2 as pb
 from warrior.v1 import expert_inference_pb2_grpc as pb_grpc
 
@@ -73,6 +87,9 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
     def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
         self.engine = engine
+        self.prequery_prefix = check_prequery(engine)
+        # Requests being served now; the heartbeat reports it as the replica's load.
+        self.in_flight = 0
 
     def _render(self, messages: list[Message], assistant_prefix: str = "") -> tuple[str, tuple[str, ...]]:
         info = self.engine.info
@@ -84,6 +101,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         return prompt + assistant_prefix, info.stop_strings
 
     async def _guard(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
+        self.in_flight += 1
         try:
             return await coro
         except (_Invalid, EngineRequestError, TemplateError) as exc:
@@ -91,6 +109,10 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         except EngineBusy as exc:
             await context.set_trailing_metadata((("retry-after-ms", "500"),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except EngineUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        finally:
+            self.in_flight -= 1
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
         async def run() -> pb.CompleteResponse:
@@ -109,12 +131,17 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
         async def run() -> pb.ChatResponse:
-            prompt, stops = self._render(_messages(request.messages))
+            messages = _messages(request.messages)
             sampling = _sampling(request.sampling, 512)
-            sampling = SamplingSpec(
-                sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.stop + stops, sampling.seed
-            )
-            out = await self.engine.generate(prompt, sampling)
+            if self.engine.info.native_chat:
+                chat = [{"role": m.role, "content": m.content} for m in messages]
+                out = await cast(NativeChatEngine, self.engine).chat(chat, sampling)
+            else:
+                prompt, stops = self._render(messages)
+                sampling = SamplingSpec(
+                    sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.stop + stops, sampling.seed
+                )
+                out = await self.engine.generate(prompt, sampling)
             return pb.ChatResponse(
                 text=out.text.strip(),
                 finish_reason=out.finish_reason,
@@ -161,7 +188,26 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
             context_length=info.context_length,
             capacity=info.capacity,
             capabilities=pb.Capabilities(**info.capabilities),
+            prequery_prefix=self.prequery_prefix,
         )
+
+
+def check_prequery(engine: Engine) -> str:
+    """The pre-query prefix of the engine's chat template; a template that cannot yield one stops the server.
+
+    Mining needs the prefix, so a model whose template does not place the user's text verbatim
+    is refused at start-up with a way out, rather than failing every mining call later.
+    """
+    info = engine.info
+    if not info.chat_template:
+        return ""
+    try:
+        return prequery_prefix(info.chat_template, None, bos_token=info.bos_token, eos_token=info.eos_token)
+    except TemplateError as exc:
+        raise SystemExit(
+            f"error: the chat template of {info.model} cannot yield a pre-query prefix ({exc}); "
+            "serve it with --chat-template none to use completion-style prompts"
+        ) from None
 
 
 def build_engine(args: argparse.Namespace) -> Engine:
@@ -169,8 +215,38 @@ def build_engine(args: argparse.Namespace) -> Engine:
         from warrior.expert_inference.zero_latency_engine import ZeroLatencyTestEngine
 
         return ZeroLatencyTestEngine(args.name, capacity=max(args.parallel, 1))
+    if args.engine == "openai":
+        from warrior.expert_inference.openai_engine import OpenAICompatibleEngine
+
+        if not args.openai_base_url:
+            raise SystemExit("error: --openai-base-url is required for the openai engine")
+        template = ""
+        if args.chat_template_file:
+            with open(args.chat_template_file, encoding="utf-8") as handle:
+                template = handle.read()
+        try:
+            return OpenAICompatibleEngine(
+                args.openai_base_url,
+                model=args.openai_model,
+                api_key=os.environ.get(args.openai_api_key_env) or None,
+                chat_template=template,
+                capacity=args.parallel,
+            )
+        except (EngineRequestError, EngineUnavailable) as exc:
+            raise SystemExit(f"error: {exc}") from None
     if not args.model:
-        raise SystemExit("error: --model is required for the llamacpp engine")
+        raise SystemExit(f"error: --model is required for the {args.engine} engine")
+    if args.engine == "vllm":
+        from warrior.expert_inference.vllm_engine import VllmEngine
+
+        return VllmEngine(
+            args.model,
+            capacity=args.parallel,
+            context_length=args.context_length,
+            use_chat_template=args.chat_template == "auto",
+            dtype=args.dtype,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+        )
     from warrior.expert_inference.llamacpp_engine import LlamaCppEngine
 
     return LlamaCppEngine(
@@ -242,28 +318,37 @@ async def serve(args: argparse.Namespace) -> None:
             started_at=time.time(),
         )
         registry.register(record)
-        heartbeat = asyncio.create_task(_heartbeat(registry, record, stop))
+        heartbeat = asyncio.create_task(_heartbeat(registry, record, servicer, stop))
 
     await stop.wait()
-    log.info("expert %s shutting down", args.name)
-    if registry is not None and record is not None:
-        try:
-            registry.deregister(record.name, record.instance)
-        except (OSError, RedisError) as exc:  # Redis may already be gone; the TTL then cleans up
-            log.warning("could not deregister: %s", exc)
+    log.info("expert %s draining (%d in flight)", args.name, servicer.in_flight)
     if heartbeat is not None:
         heartbeat.cancel()
     await health_servicer.enter_graceful_shutdown()
+    if registry is not None and record is not None:
+        try:
+            # Announce draining first: clients stop routing here while the requests in flight finish.
+            registry.register(record.model_copy(update={"state": "draining", "in_flight": servicer.in_flight}))
+            deadline = time.monotonic() + args.drain_s
+            while servicer.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            registry.deregister(record.name, record.instance)
+        except (OSError, RedisError) as exc:  # Redis may already be gone; the TTL then cleans up
+            log.warning("could not deregister: %s", exc)
     await server.stop(grace=5)
     engine.close()
+    log.info("expert %s stopped", args.name)
 
 
-async def _heartbeat(registry: Registry, record: ExpertRecord, stop: asyncio.Event) -> None:
+async def _heartbeat(
+    registry: Registry, record: ExpertRecord, servicer: ExpertInferenceServicer, stop: asyncio.Event
+) -> None:
     interval = max(registry.ttl_s / 3, 0.5)
     while not stop.is_set():
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(registry.register, record)
+            current = record.model_copy(update={"in_flight": servicer.in_flight})
+            await asyncio.to_thread(registry.register, current)
         except (OSError, RedisError) as exc:  # keep serving; a missed beat only risks expiry
             log.warning("heartbeat failed: %s", exc)
 
@@ -277,11 +362,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", required=True, help="the expert's name in the arena (replicas share it)")
     parser.add_argument(
         "--engine",
-        choices=["llamacpp", "zero-latency-test"],
+        choices=["llamacpp", "vllm", "openai", "zero-latency-test"],
         default="llamacpp",
-        help="llamacpp: a GGUF file on CPU; zero-latency-test: instant fake outputs for tests",
+        help="llamacpp: a GGUF file on CPU; vllm: a Hugging Face model folder on vLLM in process (GPU, or the "
+        "CPU build); openai: an OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp's server); "
+        "zero-latency-test: instant fake outputs for tests",
     )
-    parser.add_argument("--model", help="path of the GGUF model file (llamacpp)")
+    parser.add_argument("--dtype", default="auto", help="weights dtype for vllm (default auto)")
+    parser.add_argument(
+        "--gpu-memory-utilization", type=float, default=0.85, help="share of GPU memory vllm may take (default 0.85)"
+    )
+    parser.add_argument("--openai-base-url", help="the OpenAI-compatible server, e.g. http://127.0.0.1:8000 (openai)")
+    parser.add_argument("--openai-model", help="the served model id to use (openai; default: the first listed)")
+    parser.add_argument(
+        "--openai-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the server's API key, if it needs one (openai; default OPENAI_API_KEY)",
+    )
+    parser.add_argument(
+        "--chat-template-file",
+        help="the served model's Jinja chat template (openai): enables pre-query mining and candidate scoring",
+    )
+    parser.add_argument("--model", help="the GGUF model file (llamacpp) or model folder (vllm)")
     parser.add_argument(
         "--chat-template",
         choices=["auto", "none"],
@@ -300,6 +402,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port-file", help="write host:port here once serving")
     parser.add_argument("--no-register", action="store_true", help="serve without registering in Redis")
+    parser.add_argument(
+        "--drain-s", type=float, default=10.0, help="on SIGTERM, seconds to let requests in flight finish (default 10)"
+    )
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel={args.parallel} must be at least 1")

@@ -117,41 +117,24 @@ def _judge_pair(ctx: BattleContext, judge: str, a: str, b: str, answers: dict[st
     }
 
 
-def run_battle(
-    rt: Runtime, campaign: str, iid: str, instruction: str, roster: Sequence[str], config: BattleConfig
-) -> dict[str, Any]:
-    """Answers, judgments and per-pair vote counts for one instruction.
-
-    Competitors and judges are the roster's experts that are live now. An expert that fails to
-    answer leaves the battle; a judge that fails or whose verdict cannot be parsed is skipped; both
-    are recorded with their reasons, and the battle goes on with the rest.
-    """
-    state = CampaignState(rt.redis, campaign)
-    ctx = BattleContext(rt, campaign, iid, instruction, config, state, CallLedger(rt.store, campaign))
-    live = [name for name in roster if rt.registry.resolve(name)]
-    for name in roster:
-        if name not in live:
-            state.fail(f"absent:{iid}:{name}", f"expert {name!r} not registered when the battle started")
-    answers: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(max_workers=max(4, 2 * len(live))) as pool:
-        futures = {name: pool.submit(_answer, ctx, name) for name in live}
-        for name, future in futures.items():
-            try:
-                answers[name] = future.result()
-            except _CALL_ERRORS as exc:
-                state.fail(f"answer:{iid}:{name}", str(exc))
-        plan = schedule(list(answers), live)
-        jobs = [
-            ((a, b, judge), pool.submit(_judge_pair, ctx, judge, a, b, answers))
-            for a, b, judges in plan
-            for judge in judges
-        ]
-        judgments = []
-        for (a, b, judge), future in jobs:
-            try:
-                judgments.append(future.result())
-            except (*_CALL_ERRORS, VerdictParseError) as exc:
-                state.fail(f"judge:{iid}:{a}|{b}:{judge}", f"{type(exc).__name__}: {exc}")
+def _judge_all(
+    ctx: BattleContext,
+    plan: list[tuple[str, str, list[str]]],
+    answers: dict[str, dict[str, Any]],
+    pool: ThreadPoolExecutor,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every judgment of the plan (skipping failed judges, with reasons) and the vote counts per pair."""
+    jobs = [
+        ((a, b, judge), pool.submit(_judge_pair, ctx, judge, a, b, answers))
+        for a, b, judges in plan
+        for judge in judges
+    ]
+    judgments = []
+    for (a, b, judge), future in jobs:
+        try:
+            judgments.append(future.result())
+        except (*_CALL_ERRORS, VerdictParseError) as exc:
+            ctx.state.fail(f"judge:{ctx.iid}:{a}|{b}:{judge}", f"{type(exc).__name__}: {exc}")
     pairs = []
     for a, b, judges in plan:
         mine = [j for j in judgments if j["a"] == a and j["b"] == b]
@@ -166,12 +149,83 @@ def run_battle(
                 "judges_planned": judges,
             }
         )
+    return judgments, pairs
+
+
+def _live(rt: Runtime, state: CampaignState, iid: str, roster: Sequence[str]) -> list[str]:
+    live = [name for name in roster if rt.registry.resolve(name)]
+    for name in roster:
+        if name not in live:
+            state.fail(f"absent:{iid}:{name}", f"expert {name!r} not registered when the battle started")
+    return live
+
+
+def run_battle(
+    rt: Runtime, campaign: str, iid: str, instruction: str, roster: Sequence[str], config: BattleConfig
+) -> dict[str, Any]:
+    """Answers, judgments and per-pair vote counts for one instruction.
+
+    Competitors and judges are the roster's experts that are live now. An expert that fails to
+    answer leaves the battle; a judge that fails or whose verdict cannot be parsed is skipped; both
+    are recorded with their reasons, and the battle goes on with the rest.
+    """
+    state = CampaignState(rt.redis, campaign)
+    ctx = BattleContext(rt, campaign, iid, instruction, config, state, CallLedger(rt.store, campaign))
+    live = _live(rt, state, iid, roster)
+    answers: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=max(4, 2 * len(live))) as pool:
+        futures = {name: pool.submit(_answer, ctx, name) for name in live}
+        for name, future in futures.items():
+            try:
+                answers[name] = future.result()
+            except _CALL_ERRORS as exc:
+                state.fail(f"answer:{iid}:{name}", str(exc))
+        judgments, pairs = _judge_all(ctx, schedule(list(answers), live), answers, pool)
     return {
         "id": iid,
         "campaign": campaign,
         "instruction": instruction,
         "competitors": sorted(answers),
         "answers": answers,
+        "judgments": judgments,
+        "pairs": pairs,
+    }
+
+
+def run_backfill(
+    rt: Runtime,
+    campaign: str,
+    iid: str,
+    newcomer: str,
+    base: dict[str, Any],
+    roster: Sequence[str],
+    config: BattleConfig,
+) -> dict[str, Any] | None:
+    """A newcomer's battles on an instruction judged before it joined: it answers, then meets every
+    earlier competitor, judged by the live experts outside each pair. None when it could not answer."""
+    state = CampaignState(rt.redis, campaign)
+    ctx = BattleContext(rt, campaign, iid, base["instruction"], config, state, CallLedger(rt.store, campaign))
+    live = _live(rt, state, iid, roster)
+    try:
+        mine = _answer(ctx, newcomer)
+    except _CALL_ERRORS as exc:
+        state.fail(f"answer:{iid}:{newcomer}", str(exc))
+        return None
+    answers = dict(base["answers"]) | {newcomer: mine}
+    plan: list[tuple[str, str, list[str]]] = []
+    for other in sorted(base["answers"]):
+        if other != newcomer:
+            a, b = sorted((newcomer, other))
+            plan.append((a, b, sorted(j for j in live if j not in (a, b))))
+    with ThreadPoolExecutor(max_workers=max(4, 2 * len(live))) as pool:
+        judgments, pairs = _judge_all(ctx, plan, answers, pool)
+    return {
+        "id": iid,
+        "campaign": campaign,
+        "instruction": base["instruction"],
+        "newcomer": newcomer,
+        "competitors": sorted(answers),
+        "answers": {newcomer: mine},
         "judgments": judgments,
         "pairs": pairs,
     }

@@ -1,39 +1,75 @@
-"""The judge's stage: run the battle of one kept instruction and record it."""
+"""The judge's stages: the battle of one kept instruction, and a newcomer's backfill battle on an earlier one."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from warrior.common.campaign_config import parse_campaign_config
+from warrior.common.battles import battle_key
+from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
-from warrior.judge.battle import run_battle
+from warrior.judge.battle import run_backfill, run_battle
 
 
-def battle_key(campaign: str, iid: str) -> str:
-    return f"runs/{campaign}/battles/{iid}.json"
+def roster(rt: Runtime, state: CampaignState, config: CampaignConfig) -> tuple[list[str], list[str]]:
+    """The campaign's roster now, and the experts that joined it just now.
+
+    With an open roster, any expert registered in the registry joins the campaign the first time a
+    battle sees it; the first battle to add it reports it as a newcomer (exactly once).
+    """
+    newcomers = []
+    if config.matchmaking.open_roster:
+        for name in sorted(rt.registry.experts()):
+            if name not in config.expert_names and state.mark("roster", name):
+                newcomers.append(name)
+    return sorted(state.members("roster") | set(config.expert_names)), newcomers
 
 
-def battle(rt: Runtime, campaign: str, iid: str) -> bool:
-    """Run and record the battle; True when it produced pairs to score (else it is closed as failed)."""
+def battle(rt: Runtime, campaign: str, iid: str) -> tuple[bool, list[str]]:
+    """Run and record the battle; returns (produced pairs to score, experts that just joined)."""
     state = CampaignState(rt.redis, campaign)
     config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    current, newcomers = roster(rt, state, config)
     key = battle_key(campaign, iid)
     try:
         record: dict[str, Any] = rt.store.get_json(key)  # an earlier delivery already recorded it
     except ObjectNotFound:
         instruction = rt.store.get_json(f"runs/{campaign}/instructions/{iid}.json")["text"]
-        record = run_battle(rt, campaign, iid, instruction, config.expert_names, config.battle)
+        record = run_battle(rt, campaign, iid, instruction, current, config.battle)
         if len(record["competitors"]) < config.battle.min_competitors:
             abandon(rt, campaign, iid, f"only {len(record['competitors'])} competitor(s) answered")
-            return False
+            return False, newcomers
         rt.store.put_json(key, record, if_absent=True)
         record = rt.store.get_json(key)
+    _record_stats(state, iid, record)
+    state.mark("battled", iid)
+    return True, newcomers
+
+
+def backfill(rt: Runtime, campaign: str, iid: str, newcomer: str) -> bool:
+    """The newcomer's battles on an instruction judged before it joined; True when there is a part to score."""
+    state = CampaignState(rt.redis, campaign)
+    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    part = f"{iid}+{newcomer}"
+    key = battle_key(campaign, iid, newcomer)
+    if not rt.store.exists(key):
+        base = rt.store.get_json(battle_key(campaign, iid))
+        current, _ = roster(rt, state, config)
+        record = run_backfill(rt, campaign, iid, newcomer, base, current, config.battle)
+        if record is None:
+            state.mark("backfill_done", part)
+            return False
+        rt.store.put_json(key, record, if_absent=True)
+    _record_stats(state, part, rt.store.get_json(key))
+    return True
+
+
+def _record_stats(state: CampaignState, part: str, record: dict[str, Any]) -> None:
     pairs = record["pairs"]
     state.put(
         "battle_stats",
-        iid,
+        part,
         {
             "battles": len(pairs),
             "votes": sum(p["votes_a"] + p["votes_b"] for p in pairs),
@@ -41,8 +77,6 @@ def battle(rt: Runtime, campaign: str, iid: str) -> bool:
             "judgments": len(record["judgments"]),
         },
     )
-    state.mark("battled", iid)
-    return True
 
 
 def abandon(rt: Runtime, campaign: str, iid: str, reason: str) -> None:

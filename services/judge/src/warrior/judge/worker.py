@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import Task
 
 from warrior.common import queues
+from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
 from warrior.common.ids import task_id
 from warrior.common.runtime import get_runtime
@@ -16,13 +17,44 @@ from warrior.judge import tasks
 app = make_celery("judge")
 
 
+def _welcome(campaign: str, newcomers: list[str]) -> None:
+    for name in newcomers:
+        app.send_task(
+            queues.TASK_MATCHMAKE,
+            args=[campaign, name, 0],
+            task_id=task_id("matchmake", campaign, name, 0),
+            priority=queues.PRIORITY_NEWCOMER,
+        )
+
+
 @app.task(name=queues.TASK_BATTLE, bind=True)
 def battle(self: Task, campaign: str, iid: str) -> bool:
     rt = get_runtime()
     if not rt.admit(self.request.id, queues.TASK_BATTLE):
         tasks.abandon(rt, campaign, iid, "dead-lettered after repeated deliveries")
         return False
-    ok = tasks.battle(rt, campaign, iid)
+    ok, newcomers = tasks.battle(rt, campaign, iid)
+    _welcome(campaign, newcomers)
     if ok:
         app.send_task(queues.TASK_SCORE, args=[campaign, iid], task_id=task_id("score", campaign, iid))
+    return ok
+
+
+@app.task(name=queues.TASK_BACKFILL, bind=True)
+def backfill(self: Task, campaign: str, iid: str, newcomer: str) -> bool:
+    rt = get_runtime()
+    part = f"{iid}+{newcomer}"
+    if not rt.admit(self.request.id, queues.TASK_BACKFILL):
+        state = CampaignState(rt.redis, campaign)
+        state.fail(f"backfill:{part}", "dead-lettered after repeated deliveries")
+        state.mark("backfill_done", part)
+        return False
+    ok = tasks.backfill(rt, campaign, iid, newcomer)
+    if ok:
+        app.send_task(
+            queues.TASK_SCORE,
+            args=[campaign, iid, newcomer],
+            task_id=task_id("score", campaign, part),
+            priority=queues.PRIORITY_NEWCOMER,
+        )
     return ok

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
+from warrior.common.battles import battle_key, load_battle, load_battles
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
@@ -30,13 +31,15 @@ def winner_of(battle: dict[str, Any], ratings: dict[str, float], alpha: float) -
     return {"winner": pick_winner(scores), "scores": scores}
 
 
-def _ratings(outcomes: Sequence[Outcome], config: CampaignConfig, rounds: int) -> list[Rating]:
+def _ratings(
+    outcomes: Sequence[Outcome], config: CampaignConfig, rounds: int, experts: Sequence[str] | None = None
+) -> list[Rating]:
     return rate(
         outcomes,
         method=config.scoring.rating,
         bootstrap_rounds=rounds,
         seed=config.scoring.seed,
-        experts=config.expert_names,
+        experts=experts or config.expert_names,
     )
 
 
@@ -44,27 +47,79 @@ def _stored_votes(state: CampaignState) -> list[Outcome]:
     return [Outcome(a, b, w) for votes in state.table("votes").values() for a, b, w in votes]
 
 
-def score(rt: Runtime, campaign: str, iid: str) -> dict[str, Any]:
-    """Record this battle's votes and its provisional winner under the campaign's current ratings."""
+def _experts(state: CampaignState, config: CampaignConfig) -> list[str]:
+    return sorted(set(config.expert_names) | state.members("roster"))
+
+
+def score(rt: Runtime, campaign: str, iid: str, newcomer: str | None = None) -> dict[str, Any]:
+    """Record a battle part's votes and the instruction's provisional winner under the current ratings."""
     state = CampaignState(rt.redis, campaign)
     config = parse_campaign_config(state.config(), f"campaign {campaign}")
-    battle = rt.store.get_json(f"runs/{campaign}/battles/{iid}.json")
-    state.put("votes", iid, [[o.a, o.b, o.winner] for o in outcomes_of(battle)])
-    ratings = {r.expert: r.rating for r in _ratings(_stored_votes(state), config, rounds=0)}
-    result = winner_of(battle, ratings, config.scoring.alpha) | {
+    part = iid if newcomer is None else f"{iid}+{newcomer}"
+    own = rt.store.get_json(battle_key(campaign, iid, newcomer))
+    state.put("votes", part, [[o.a, o.b, o.winner] for o in outcomes_of(own)])
+    experts = _experts(state, config)
+    ratings = {r.expert: r.rating for r in _ratings(_stored_votes(state), config, rounds=0, experts=experts)}
+    result = winner_of(load_battle(rt.store, campaign, iid), ratings, config.scoring.alpha) | {
         "id": iid,
+        "part": part,
         "provisional": True,
         "ratings": ratings,
     }
-    key = f"runs/{campaign}/scores/{iid}.json"
+    key = f"runs/{campaign}/scores/{part}.json"
     rt.store.put_json(key, result, if_absent=True)
-    state.mark("scored", iid)
+    state.mark("scored" if newcomer is None else "backfill_done", part)
     return dict(rt.store.get_json(key))
 
 
-def _battles(rt: Runtime, campaign: str) -> Iterable[dict[str, Any]]:
-    for key in rt.store.list(f"runs/{campaign}/battles/"):
-        yield rt.store.get_json(key)
+def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]:
+    """Choose the next earlier instructions a newcomer battles; empty once it is rated well enough.
+
+    A newcomer is scheduled first (its backfills go ahead of regular work) until its rating's
+    interval is as narrow as the median interval of the others, or it has met every instruction.
+    """
+    state = CampaignState(rt.redis, campaign)
+    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    if not state.mark("matchmade", f"{expert}:{round_}"):
+        return []  # this round was already handled by an earlier delivery
+    experts = _experts(state, config)
+    ratings = _ratings(_stored_votes(state), config, rounds=config.matchmaking.bootstrap_rounds, experts=experts)
+    widths = {r.expert: r.ci_high - r.ci_low for r in ratings}
+    others = sorted(w for name, w in widths.items() if name != expert)
+    mine = widths.get(expert)
+    battles = next((r.battles for r in ratings if r.expert == expert), 0)
+    state.put("matchmaking", expert, {"round": round_, "width": mine, "median_width": _median(others)})
+    if battles > 0 and mine is not None and others and mine <= _median(others):
+        state.put("matchmaking", expert, {"round": round_, "width": mine, "median_width": _median(others),
+                                          "rated": True})  # fmt: skip
+        return []
+    sent = state.members("backfill_sent")
+    todo = sorted(i for i in state.members("battled") if f"{i}+{expert}" not in sent)
+    batch = todo[: config.matchmaking.batch]
+    for iid in batch:
+        state.mark("round:" + f"{expert}:{round_}", iid)
+        state.mark("backfill_sent", f"{iid}+{expert}")
+    return batch
+
+
+def round_complete(rt: Runtime, campaign: str, expert: str) -> int | None:
+    """The newcomer's next round number once every backfill of its current round is scored, else None."""
+    state = CampaignState(rt.redis, campaign)
+    current = max((int(m.split(":")[1]) for m in state.members("matchmade") if m.startswith(f"{expert}:")),
+                  default=None)  # fmt: skip
+    if current is None:
+        return None
+    pending = {f"{i}+{expert}" for i in state.members(f"round:{expert}:{current}")}
+    if pending and pending <= state.members("backfill_done"):
+        return current + 1
+    return None
+
+
+def _median(values: Sequence[float]) -> float:
+    if not values:
+        return 0.0
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
@@ -74,9 +129,10 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     """
     state = CampaignState(rt.redis, campaign)
     config = parse_campaign_config(state.config(), f"campaign {campaign}")
-    battles = list(_battles(rt, campaign))
+    battles = list(load_battles(rt.store, campaign).values())
     outcomes = [o for b in battles for o in outcomes_of(b)]
-    ratings = _ratings(outcomes, config, rounds=config.scoring.bootstrap_rounds)
+    experts = _experts(state, config)
+    ratings = _ratings(outcomes, config, rounds=config.scoring.bootstrap_rounds, experts=experts)
     points = {r.expert: r.rating for r in ratings}
     decisive: dict[str, list[int]] = {name: [0, 0] for name in points}
     for o in outcomes:

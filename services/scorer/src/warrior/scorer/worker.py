@@ -1,4 +1,4 @@
-"""Celery worker of the scorer service: queue `score`.
+"""Celery worker of the scorer service: queue `score` (scores, final ratings, newcomers' matchmaking).
 
 Run: celery -A warrior.scorer.worker worker -Q score
 """
@@ -20,15 +20,43 @@ app = make_celery("scorer")
 
 
 @app.task(name=queues.TASK_SCORE, bind=True)
-def score(self: Task, campaign: str, iid: str) -> None:
+def score(self: Task, campaign: str, iid: str, newcomer: str | None = None) -> None:
     rt = get_runtime()
+    part = iid if newcomer is None else f"{iid}+{newcomer}"
     if not rt.admit(self.request.id, queues.TASK_SCORE):
         state = CampaignState(rt.redis, campaign)
-        state.fail(f"score:{iid}", "dead-lettered after repeated deliveries")
-        state.mark("finished", iid)
+        state.fail(f"score:{part}", "dead-lettered after repeated deliveries")
+        state.mark("finished" if newcomer is None else "backfill_done", part)
         return
-    tasks.score(rt, campaign, iid)
-    app.send_task(queues.TASK_COLLECT, args=[campaign, iid], task_id=task_id("collect", campaign, iid))
+    tasks.score(rt, campaign, iid, newcomer)
+    if newcomer is None:
+        app.send_task(queues.TASK_COLLECT, args=[campaign, iid], task_id=task_id("collect", campaign, iid))
+        return
+    next_round = tasks.round_complete(rt, campaign, newcomer)
+    if next_round is not None:
+        _send_matchmake(campaign, newcomer, next_round)
+
+
+def _send_matchmake(campaign: str, expert: str, round_: int) -> None:
+    app.send_task(
+        queues.TASK_MATCHMAKE,
+        args=[campaign, expert, round_],
+        task_id=task_id("matchmake", campaign, expert, round_),
+        priority=queues.PRIORITY_NEWCOMER,
+    )
+
+
+@app.task(name=queues.TASK_MATCHMAKE)
+def matchmake(campaign: str, expert: str, round_: int) -> list[str]:
+    batch = tasks.matchmake(get_runtime(), campaign, expert, round_)
+    for iid in batch:
+        app.send_task(
+            queues.TASK_BACKFILL,
+            args=[campaign, iid, expert],
+            task_id=task_id("backfill", campaign, iid, expert),
+            priority=queues.PRIORITY_NEWCOMER,
+        )
+    return batch
 
 
 @app.task(name=queues.TASK_FINALIZE)

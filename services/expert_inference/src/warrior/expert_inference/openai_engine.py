@@ -1,0 +1,364 @@
+"""OpenAICompatibleEngine: fronts an existing OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp's server).
+
+Completions go to `/v1/completions`, chats to `/v1/chat/completions` (the backend applies its own
+chat template, so `info.native_chat` is True), and candidate scoring reads the top log-probabilities
+of one generated token.
+
+What the HTTP API cannot tell us, and how the engine copes:
+
+* Tokenisation is the backend's. `bos_token`/`eos_token` are "" (the backend adds its own BOS to a
+  string prompt) and `stop_strings` is (): the backend stops at the model's end-of-turn token by
+  itself, but text rendered with `info.chat_template` and sent to `/v1/completions` gets no extra stops.
+* Scoring sees only the top-20 tokens of the first position. A candidate is scored by its first
+  token only (see `score`), so candidate log-probabilities are exact only for one-token candidates,
+  and scoring needs the rendered prompt: `candidate_logprobs` is advertised only with a chat template.
+* `context_length` is the server's `max_model_len` from `/v1/models` where it reports one (vLLM,
+  SGLang), else 0 (unknown).
+* Sampling seed 0 means "unset" (as in the gRPC contract) and is not sent, so sampled requests differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from typing import Any
+
+import httpx
+
+from warrior.expert_inference.engine import (
+    EngineBusy,
+    EngineInfo,
+    EngineRequestError,
+    EngineUnavailable,
+    Generated,
+    SamplingSpec,
+)
+
+TOP_LOGPROBS = 20
+_MESSAGE_CHARS = 300
+_DISCOVERY_TIMEOUT_S = 10.0
+
+
+def _normalise_base_url(base_url: str) -> str:
+    """`http://host:8000`, `http://host:8000/` and `http://host:8000/v1` all name the same server."""
+    url = base_url.strip().rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    if not url.startswith(("http://", "https://")):
+        raise EngineRequestError(f"base_url {base_url!r} must start with http:// or https://")
+    return url
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The error text of a refusal in any of the usual shapes (OpenAI, vLLM, TGI, FastAPI), truncated."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    message: Any = body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message", error)
+        elif error is not None:
+            message = error
+        elif "message" in body:
+            message = body["message"]
+        elif "detail" in body:
+            message = body["detail"]
+    text = " ".join(str(message).split())
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 3] + "..."
+
+
+def _check(response: httpx.Response, base_url: str) -> dict[str, Any]:
+    """The JSON body of a 2xx response; engine errors for the rest (the key is never part of a message)."""
+    status = response.status_code
+    if status >= 400:
+        message = _server_message(response)
+        if status in (400, 404, 422):
+            raise EngineRequestError(f"{base_url} refused the request (HTTP {status}): {message}")
+        if status in (429, 503):
+            raise EngineBusy(f"{base_url} is busy (HTTP {status}): {message}")
+        if status in (401, 403):
+            raise EngineUnavailable(f"{base_url} rejected the credentials (HTTP {status}): {message}")
+        if status >= 500:
+            raise EngineUnavailable(f"{base_url} failed (HTTP {status}): {message}")
+        raise EngineRequestError(f"{base_url} refused the request (HTTP {status}): {message}")
+    try:
+        data = response.json()
+    except ValueError:
+        raise EngineUnavailable(f"{base_url} answered {response.url.path} with non-JSON content") from None
+    if not isinstance(data, dict):
+        raise EngineUnavailable(f"{base_url} answered {response.url.path} with an unexpected JSON value")
+    return data
+
+
+def _transport_error(exc: httpx.HTTPError, url: str, timeout_s: float) -> EngineUnavailable:
+    if isinstance(exc, httpx.TimeoutException):
+        return EngineUnavailable(f"OpenAI-compatible server at {url} did not answer within {timeout_s:g}s")
+    return EngineUnavailable(f"cannot reach the OpenAI-compatible server at {url}: {type(exc).__name__}: {exc}")
+
+
+def _first_choice(data: dict[str, Any], base_url: str) -> dict[str, Any]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise EngineUnavailable(f"{base_url} returned a response without choices")
+    choice: dict[str, Any] = choices[0]
+    return choice
+
+
+def _generated(data: dict[str, Any], text: Any, finish_reason: Any) -> Generated:
+    """Normalises finish reasons ("eos_token", "stop_sequence", null...) to "stop" unless it is "length"."""
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Generated(
+        text=text if isinstance(text, str) else "",
+        finish_reason="length" if finish_reason == "length" else "stop",
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _top_logprobs(choice: dict[str, Any]) -> dict[str, float]:
+    """Token text -> log-probability at the first generated position, from either logprobs shape.
+
+    Legacy completions (OpenAI, vLLM, llama-cpp-python): {"tokens", "token_logprobs", "top_logprobs": [{tok: lp}]}.
+    Chat-style (llama.cpp's C++ server): {"content": [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]}.
+    """
+    logprobs = choice.get("logprobs")
+    table: dict[str, float] = {}
+    if not isinstance(logprobs, dict):
+        return table
+    top = logprobs.get("top_logprobs")
+    if isinstance(top, list) and top and isinstance(top[0], dict):
+        table.update({str(k): float(v) for k, v in top[0].items() if isinstance(v, int | float)})
+        tokens, lps = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if isinstance(tokens, list) and isinstance(lps, list) and tokens and isinstance(lps[0], int | float):
+            table.setdefault(str(tokens[0]), float(lps[0]))
+    content = logprobs.get("content")
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        entries = first.get("top_logprobs")
+        for entry in [first, *(entries if isinstance(entries, list) else [])]:
+            if isinstance(entry, dict) and isinstance(entry.get("logprob"), int | float):
+                table.setdefault(str(entry.get("token", "")), float(entry["logprob"]))
+    return {token: lp for token, lp in table.items() if not math.isnan(lp)}
+
+
+def _logsumexp(values: list[float]) -> float:
+    high = max(values)
+    if high == -math.inf:
+        return high
+    return high + math.log(sum(math.exp(v - high) for v in values))
+
+
+def score_from_top(table: dict[str, float], candidate: str) -> tuple[float, int]:
+    """(log-probability, 1) of a candidate's first token, from the top tokens of the first position.
+
+    Tokens equal to the candidate, with or without leading whitespace ("A" and " A"), are summed.
+    Otherwise the longest top token that is a prefix of the candidate stands for its first token
+    (a multi-token candidate is scored by its first token only). A candidate with neither gets the
+    lowest listed log-probability minus ln 2: its true value is unknown and at most that lowest one,
+    and this keeps it below every listed token.
+    """
+    bare = candidate.lstrip()
+    exact = [lp for token, lp in table.items() if token == candidate or (bare and token.lstrip() == bare)]
+    if exact:
+        return _logsumexp(exact), 1
+    prefixes = [
+        (len(token.lstrip()), lp) for token, lp in table.items() if token.strip() and bare.startswith(token.lstrip())
+    ]
+    if prefixes:
+        return max(prefixes)[1], 1
+    return min(table.values()) - math.log(2.0), 1
+
+
+class OpenAICompatibleEngine:
+    """A NativeChatEngine over an OpenAI-compatible HTTP server; see the module docstring.
+
+    Construction is blocking (it asks `/v1/models` which model is served); `connect` does it off the
+    event loop. The HTTP client is created lazily in the running event loop, and again if the loop changes.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        chat_template: str = "",
+        capacity: int = 8,
+        timeout_s: float = 300.0,
+    ) -> None:
+        if capacity < 1:
+            raise EngineRequestError(f"capacity={capacity} must be at least 1")
+        self.base_url = _normalise_base_url(base_url)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout_s = timeout_s
+        self._capacity = capacity
+        self._max_waiting = capacity * 16
+        self._waiting = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+        served, context_length = self._discover(model)
+        self.model = served
+        self.info = EngineInfo(
+            model=served,
+            revision="oa-" + hashlib.sha256(served.encode("utf-8")).hexdigest()[:12],
+            engine="openai",
+            chat_template=chat_template,
+            bos_token="",
+            eos_token="",
+            stop_strings=(),
+            context_length=context_length,
+            capacity=capacity,
+            capabilities={
+                "raw_completion": True,
+                "chat": True,
+                "candidate_logprobs": bool(chat_template),
+                "chat_template": bool(chat_template),
+            },
+            native_chat=True,
+        )
+
+    @classmethod
+    async def connect(
+        cls,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        chat_template: str = "",
+        capacity: int = 8,
+        timeout_s: float = 300.0,
+    ) -> OpenAICompatibleEngine:
+        """Like the constructor, without blocking the event loop during model discovery."""
+        return await asyncio.to_thread(
+            lambda: cls(
+                base_url,
+                model=model,
+                api_key=api_key,
+                chat_template=chat_template,
+                capacity=capacity,
+                timeout_s=timeout_s,
+            )
+        )
+
+    def _discover(self, wanted: str | None) -> tuple[str, int]:
+        url = f"{self.base_url}/v1/models"
+        timeout = min(self._timeout_s, _DISCOVERY_TIMEOUT_S)
+        try:
+            with httpx.Client(headers=self._headers, timeout=timeout) as client:
+                response = client.get(url)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, url, timeout) from exc
+        listing = _check(response, self.base_url).get("data")
+        models = (
+            [m for m in listing if isinstance(m, dict) and isinstance(m.get("id"), str)]
+            if isinstance(listing, list)
+            else []
+        )
+        ids = [str(m["id"]) for m in models]
+        if not ids:
+            raise EngineUnavailable(f"{url} lists no models")
+        chosen = models[0] if wanted is None else next((m for m in models if m["id"] == wanted), None)
+        if chosen is None:
+            raise EngineRequestError(f"model {wanted!r} is not served by {self.base_url}; it serves {', '.join(ids)}")
+        max_len = chosen.get("max_model_len")
+        return str(chosen["id"]), int(max_len) if isinstance(max_len, int) and max_len > 0 else 0
+
+    # -- transport -------------------------------------------------------------------------
+    def _state(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._slots is None or self._loop is not loop:
+            self._loop = loop
+            self._client = httpx.AsyncClient(
+                headers=self._headers,
+                timeout=httpx.Timeout(self._timeout_s, pool=None),
+                limits=httpx.Limits(max_connections=self._capacity, max_keepalive_connections=self._capacity),
+            )
+            self._slots = asyncio.Semaphore(self._capacity)
+        return self._client, self._slots
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """At most `capacity` requests in flight; beyond 16x that many waiting, EngineBusy."""
+        if self._waiting >= self._max_waiting:
+            raise EngineBusy(f"{self._waiting} requests already waiting (limit {self._max_waiting})")
+        client, slots = self._state()
+        url = f"{self.base_url}{path}"
+        self._waiting += 1
+        try:
+            async with slots:
+                response = await client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, url, self._timeout_s) from exc
+        finally:
+            self._waiting -= 1
+        return _check(response, self.base_url)
+
+    def _sampling_body(self, sampling: SamplingSpec) -> dict[str, Any]:
+        greedy = sampling.temperature <= 0.0
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": sampling.max_tokens,
+            "temperature": 0.0 if greedy else sampling.temperature,
+            "top_p": 1.0 if greedy else (sampling.top_p or 1.0),
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.seed:
+            body["seed"] = sampling.seed
+        return body
+
+    # -- engine ----------------------------------------------------------------------------
+    async def generate(self, prompt: str, sampling: SamplingSpec) -> Generated:
+        """The prompt goes as-is to /v1/completions (the backend may prepend its BOS token)."""
+        data = await self._post("/v1/completions", self._sampling_body(sampling) | {"prompt": prompt})
+        choice = _first_choice(data, self.base_url)
+        return _generated(data, choice.get("text"), choice.get("finish_reason"))
+
+    async def chat(self, messages: list[dict[str, str]], sampling: SamplingSpec) -> Generated:
+        """The backend renders the messages with its own chat template."""
+        data = await self._post("/v1/chat/completions", self._sampling_body(sampling) | {"messages": messages})
+        choice = _first_choice(data, self.base_url)
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        return _generated(data, content, choice.get("finish_reason"))
+
+    async def score(self, context: str, candidates: list[str]) -> list[tuple[float, int]]:
+        """First-token log-probabilities from one greedy token with the top-20 alternatives; see score_from_top."""
+        body = {"model": self.model, "prompt": context, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
+        data = await self._post("/v1/completions", body)
+        table = _top_logprobs(_first_choice(data, self.base_url))
+        if not table:
+            raise EngineRequestError(f"{self.base_url} returned no log-probabilities for model {self.model!r}")
+        return [score_from_top(table, c) for c in candidates]
+
+    async def aclose(self) -> None:
+        client, self._client, self._slots, self._loop = self._client, None, None, None
+        if client is not None:
+            await client.aclose()
+
+    def close(self) -> None:
+        """Closes the HTTP client on its loop: scheduled when that loop is running, else run there now.
+
+        From inside a coroutine prefer `await aclose()`: a scheduled close may not run before the loop ends.
+        """
+        client, loop = self._client, self._loop
+        self._client, self._slots, self._loop = None, None, None
+        if client is None or loop is None or loop.is_closed():
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._closing = loop.create_task(client.aclose())
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+        else:
+            loop.run_until_complete(client.aclose())
