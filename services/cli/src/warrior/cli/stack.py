@@ -127,8 +127,10 @@ class LocalStack:
             time.sleep(0.1)
         raise StackError(f"embedded Redis did not start; see {proc.log}")
 
-    def up(self, config: CampaignConfig, *, timeout_s: float = 300.0, echo: Any = print) -> dict[str, Any]:
-        """Start what the config needs; a second `up` with the stack running changes nothing."""
+    def up(
+        self, config: CampaignConfig, *, timeout_s: float = 300.0, echo: Any = print, worker_replicas: int = 1
+    ) -> dict[str, Any]:
+        """Start what the config needs, with `worker_replicas` Celery workers per service."""
         if self.running():
             raise StackError(f"the local stack is already up (see {self.state_file}); run `warrior down` first")
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -168,14 +170,16 @@ class LocalStack:
                 procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
                 self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
             for service, service_queues in queues.SERVICE_QUEUES.items():
-                argv = [
-                    _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
-                    "-Q", ",".join(service_queues), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
-                    "-n", f"{service}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                ]  # fmt: skip
-                echo(f"starting worker {service} (queues {', '.join(service_queues)})")
-                procs.append(self._spawn(f"worker-{service}", "worker", argv, env))
-                self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+                for replica in range(worker_replicas):
+                    name = service if worker_replicas == 1 else f"{service}-{replica}"
+                    argv = [
+                        _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
+                        "-Q", ",".join(service_queues), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
+                        "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                    ]  # fmt: skip
+                    echo(f"starting worker {name} (queues {', '.join(service_queues)})")
+                    procs.append(self._spawn(f"worker-{name}", "worker", argv, env))
+                    self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
             self._wait_ready(procs, [e.name for e in served], timeout_s, echo)
         except BaseException:
             self.down(echo=lambda *_: None)

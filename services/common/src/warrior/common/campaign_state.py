@@ -44,6 +44,10 @@ class CampaignState:
         self._r.zadd(_INDEX, {self.campaign: time.time()})
         return True
 
+    def expect_more_mining(self, units: int) -> None:
+        """Grow the campaign by more mining units (sent by the caller), so `done` waits for them."""
+        self._r.hincrby(self._k("meta"), "expected_mine", units)
+
     def exists(self) -> bool:
         return bool(self._r.exists(self._k("meta")))
 
@@ -96,6 +100,7 @@ class CampaignState:
         failure_kinds = Counter(k.split(":", 1)[0] for k in failures_raw)
         stats = self.table("battle_stats")
         counters = {str(k): int(v) for k, v in self._r.hgetall(self._k("counters")).items()}
+        timing = {str(k): round(float(v), 3) for k, v in self._r.hgetall(self._k("timing")).items()}
         expected = int(meta.get("expected_mine", "0"))
         snap = {
             "campaign": self.campaign,
@@ -120,6 +125,7 @@ class CampaignState:
             "failures": dict(sorted(failure_kinds.items())),
             "failure_examples": dict(sorted(failures_raw.items())[:10]),
             "counters": counters,
+            "timing": timing,
         }
         snap["done"] = self._done(snap)
         return snap

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 from warrior.common import queues
 from warrior.common.settings import Settings, celery_broker_url
@@ -49,4 +53,36 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
+    _record_stage_timing()
     return app
+
+
+_started: dict[str, float] = {}
+_timing_lock = threading.Lock()
+
+
+def _record_stage_timing() -> None:
+    """Add each task's run time to its campaign's per-stage totals (`timing` in `warrior status --json`).
+
+    This is what the benchmarks read to say where a campaign's time goes.
+    """
+
+    @task_prerun.connect(weak=False)
+    def _start(task_id: str | None = None, **_: Any) -> None:
+        if task_id:
+            with _timing_lock:
+                _started[task_id] = time.perf_counter()
+
+    @task_postrun.connect(weak=False)
+    def _stop(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
+        with _timing_lock:
+            began = _started.pop(task_id or "", None)
+        if began is None or not args or not isinstance(args[0], str) or task is None:
+            return
+        from warrior.common.runtime import get_runtime  # late: the runtime is built on first use
+
+        key = f"warrior:campaign:{args[0]}:timing"
+        pipe = get_runtime().redis.pipeline()
+        pipe.hincrbyfloat(key, f"{task.name}.seconds", time.perf_counter() - began)
+        pipe.hincrby(key, f"{task.name}.tasks", 1)
+        pipe.execute()

@@ -7,6 +7,7 @@ simply keeps them in flight: its capacity is the engine's `max_num_seqs`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import uuid
@@ -62,12 +63,13 @@ class VllmEngine:
         # The CPU build sizes its KV cache from this variable (GiB); a GPU build ignores it.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         self._tokenizer: Any = AutoTokenizer.from_pretrained(str(folder))
+        engine_args: dict[str, Any] = {"dtype": dtype}  # vLLM checks the value itself
         args = AsyncEngineArgs(
+            **engine_args,
             model=str(folder),
             tokenizer=str(folder),
             max_model_len=context_length,
             max_num_seqs=capacity,
-            dtype=dtype,
             enforce_eager=True,
             gpu_memory_utilization=gpu_memory_utilization,
             disable_log_stats=True,
@@ -172,7 +174,12 @@ class VllmEngine:
         return results
 
     def close(self) -> None:
-        self._engine.shutdown()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()
+            # Drop the last reference now: vLLM's finalizer fails if it first runs at interpreter exit.
+            del engine
+            gc.collect()
 
 
 def _eot_token(tokenizer: Any) -> str:

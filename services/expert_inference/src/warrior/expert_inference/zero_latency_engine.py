@@ -32,6 +32,29 @@ _TOPICS = (
 )
 
 
+# Inputs and constraints multiply the topics, so hash-chosen requests are rarely near-duplicates.
+_INPUTS = (
+    "a list of customer orders read from a JSON file",
+    "a stream of sensor readings arriving over a socket",
+    "a pandas DataFrame of daily stock prices",
+    "a nested dictionary loaded from a YAML configuration",
+    "lines of an Apache access log",
+    "rows fetched from a SQLite table of employees",
+    "a binary file of little-endian 32-bit integers",
+    "a Unicode string typed by a user in a web form",
+)
+_CONSTRAINTS = (
+    "without importing any third-party library",
+    "using only constant extra memory",
+    "with type hints and a docstring",
+    "so that it can be unit tested with pytest",
+    "handling malformed input by raising a ValueError",
+    "as a generator that yields results lazily",
+    "in a thread-safe way",
+    "optimised for inputs of ten million elements",
+)
+
+
 def _digest(*parts: str) -> bytes:
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).digest()
 
@@ -58,7 +81,14 @@ class ZeroLatencyTestEngine:
         d = _digest(self._name, prompt, str(sampling.seed), str(sampling.temperature), str(sampling.top_p))
         if prompt.rstrip().endswith("user"):  # a pre-query prefix: write a request
             topic = _TOPICS[d[0] % len(_TOPICS)]
-            text = f"Write a Python function that {topic}. Explain its time complexity. (variant {d[1:4].hex()})"
+            source = _INPUTS[d[1] % len(_INPUTS)]
+            constraint = _CONSTRAINTS[d[2] % len(_CONSTRAINTS)]
+            # Hash-derived field names make requests from different seeds unlike each other, as real ones are.
+            fields = ", ".join(f"f{d[i : i + 2].hex()}" for i in range(4, 28, 2))
+            text = (
+                f"Given {source}, write a Python function that {topic}, {constraint}. "
+                f"The records carry the fields {fields}. Why does it work?"
+            )
         else:
             text = (
                 f"Here is a solution.\n\n```python\ndef solve(data):\n    # approach {d[:3].hex()}\n"
