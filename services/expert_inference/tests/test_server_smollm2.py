@@ -179,3 +179,37 @@ def test_missing_model_file_is_a_clear_error(tmp_path: Path, warrior_env: dict[s
     )  # fmt: skip
     assert result.returncode != 0
     assert "model file not found" in result.stderr
+
+
+def test_backpressure_refuses_with_a_hint_and_the_client_retries(
+    tmp_path: Path, smollm2_path: Path, warrior_env: dict[str, str]
+) -> None:
+    from warrior.common.expert_client import ExpertClient
+
+    proc, endpoint = _start("busy", smollm2_path, tmp_path, warrior_env, "--max-waiting", "1")
+    try:
+        request = pb.CompleteRequest(prompt="def f(x):\n    return", sampling=pb.SamplingParams(max_tokens=24))
+        with grpc.insecure_channel(endpoint) as channel:
+            stub = pb_grpc.ExpertInferenceServiceStub(channel)
+            futures = [stub.Complete.future(request, timeout=60) for _ in range(8)]
+            refused = []
+            for future in futures:
+                try:
+                    future.result()
+                except grpc.RpcError as exc:
+                    refused.append(exc)
+        assert refused, "eight requests at once on 2 sequences + 1 waiting: some must be refused"
+        assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused)
+        assert all(("retry-after-ms", "500") in tuple(e.trailing_metadata()) for e in refused)
+        # The client waits as told and retries, so the same burst through it all succeeds.
+        client = ExpertClient(Registry(connect(warrior_env["REDIS_URL"])), in_flight_per_expert=8)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: client.complete("busy", "def g(x):\n    return", {"max_tokens": 24}),
+                                    range(8)))  # fmt: skip
+        assert all(r.completion_tokens > 0 for r in results)
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -107,7 +107,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         except (_Invalid, EngineRequestError, TemplateError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except EngineBusy as exc:
-            await context.set_trailing_metadata((("retry-after-ms", "500"),))
+            context.set_trailing_metadata((("retry-after-ms", "500"),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except EngineUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
@@ -241,6 +241,7 @@ def build_engine(args: argparse.Namespace) -> Engine:
 
         return VllmEngine(
             args.model,
+            max_waiting=args.max_waiting,
             capacity=args.parallel,
             context_length=args.context_length,
             use_chat_template=args.chat_template == "auto",
@@ -255,6 +256,7 @@ def build_engine(args: argparse.Namespace) -> Engine:
         context_length=args.context_length,
         threads=args.threads,
         use_chat_template=args.chat_template == "auto",
+        max_waiting=args.max_waiting,
     )
 
 
@@ -393,6 +395,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=2, help="requests served at once (default 2)")
     parser.add_argument("--context-length", type=int, default=2048, help="tokens per sequence (default 2048)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per sequence (0: all cores)")
+    parser.add_argument(
+        "--max-waiting",
+        type=int,
+        default=None,
+        help="requests allowed to wait for a free sequence before answering RESOURCE_EXHAUSTED (llamacpp; "
+        "default 16 x --parallel)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free port)")
     parser.add_argument(
