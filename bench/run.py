@@ -206,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     if not SMOLLM2.is_file() and not args.skip_saturation:
         sys.exit(f"error: {SMOLLM2} is missing; run `make install`")
-    per3, per8, sat = (20, 8, 6) if args.quick else (120, 45, 16)
+    per3, per8, sat = (20, 4, 6) if args.quick else (80, 10, 12)
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -85,7 +85,9 @@ def test_redelivered_tasks_reuse_recorded_calls(make_stack: Callable[..., Any]) 
     paid = snap["counters"]["engine_calls"]
     # Re-send every battle as a redelivery would: nothing is paid again and nothing is counted twice.
     for iid in stack.rt.redis.smembers(f"warrior:campaign:{campaign}:kept"):
-        stack.app.send_task("warrior.battle", args=[campaign, iid], task_id=f"again-{iid}").get(timeout=60)
+        stack.app.send_task("warrior.battle", args=[campaign, iid], task_id=f"again-{iid}", ignore_result=False).get(
+            timeout=60
+        )
     again = ops.status(stack.rt, campaign)
     assert again["counters"]["engine_calls"] == paid
     assert again["battles"] == snap["battles"] and again["votes"] == snap["votes"]

@@ -24,7 +24,7 @@ from warrior.common.registry import Registry
 from warrior.common.settings import Settings
 
 # Worker pool per service: model calls are I/O bound, so threads; sized to keep the engines busy.
-WORKER_CONCURRENCY = {"instruction_miner": 4, "judge": 4, "scorer": 2, "dataset_builder": 2}
+WORKER_CONCURRENCY = {"instruction_miner": 4, "judge": 8, "scorer": 2, "dataset_builder": 2}
 
 
 class StackError(RuntimeError):

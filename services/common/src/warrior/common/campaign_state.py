@@ -10,6 +10,8 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+
 _INDEX = "warrior:campaigns"
 
 
@@ -56,6 +58,10 @@ class CampaignState:
         if raw is None:
             raise KeyError(f"unknown campaign {self.campaign!r}")
         return dict(json.loads(str(raw)))
+
+    def campaign_config(self) -> CampaignConfig:
+        """The validated config; a campaign's config never changes, so each process parses it once."""
+        return _parsed_config(self._r, self.campaign)
 
     def set_status(self, status: str) -> None:
         self._r.hset(self._k("meta"), "status", status)
@@ -139,6 +145,18 @@ class CampaignState:
             and snap["finished"] >= ins["kept"]
             and snap["backfills"]["done"] >= snap["backfills"]["sent"]
         )
+
+
+_config_cache: dict[tuple[int, str], CampaignConfig] = {}
+
+
+def _parsed_config(client: redis.Redis, campaign: str) -> CampaignConfig:
+    key = (id(client), campaign)
+    cached = _config_cache.get(key)
+    if cached is None:
+        cached = parse_campaign_config(CampaignState(client, campaign).config(), f"campaign {campaign}")
+        _config_cache[key] = cached
+    return cached
 
 
 def list_campaigns(client: redis.Redis) -> list[str]:

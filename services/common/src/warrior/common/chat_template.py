@@ -8,10 +8,12 @@ cutting before the sentinel, so no model needs a hand-written prefix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2 import Template
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -44,6 +46,12 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(template: str) -> Template:
+    """Compiling a template costs milliseconds and servers render one per request: compile each once."""
+    return _environment().from_string(template)
+
+
 def render_chat(
     template: str,
     messages: Sequence[Message],
@@ -54,8 +62,7 @@ def render_chat(
 ) -> str:
     """Render messages with a Hugging Face style Jinja chat template."""
     try:
-        compiled = _environment().from_string(template)
-        return compiled.render(
+        return _compiled(template).render(
             messages=[{"role": m.role, "content": m.content} for m in messages],
             bos_token=bos_token,
             eos_token=eos_token,

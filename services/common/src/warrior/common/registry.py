@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis
 from pydantic import BaseModel, Field
 
 _PREFIX = "warrior:expert:"
+_INDEX = "warrior:experts"
 
 
 class ExpertRecord(BaseModel):
@@ -37,12 +39,20 @@ class Registry:
     """Who is serving what, right now.
 
     A record lives under `warrior:expert:<name>:<instance>` with a TTL; a replica that stops
-    renewing it (crash, SIGKILL, network partition) disappears by itself within the TTL.
+    renewing it (crash, SIGKILL, network partition) disappears by itself within the TTL. The keys
+    are also listed in one index set, so reading the registry costs two commands instead of a SCAN
+    over the whole keyspace; readers drop index entries whose record has expired.
+
+    Reads may be served from a snapshot up to `cache_s` old (0 by default): callers that resolve
+    experts on every model call set it to a fraction of the TTL.
     """
 
-    def __init__(self, client: redis.Redis, ttl_s: float = 15.0) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: float = 15.0, cache_s: float = 0.0) -> None:
         self._redis = client
         self.ttl_s = ttl_s
+        self.cache_s = cache_s
+        self._snapshot: tuple[float, list[ExpertRecord]] | None = None
+        self._lock = threading.Lock()
 
     @staticmethod
     def _key(name: str, instance: str) -> str:
@@ -51,26 +61,40 @@ class Registry:
     def register(self, record: ExpertRecord) -> None:
         """Announce (or renew) a replica; the heartbeat calls this again well within the TTL."""
         record = record.model_copy(update={"heartbeat_at": time.time()})
-        self._redis.set(
-            self._key(record.name, record.instance),
-            record.model_dump_json(),
-            px=int(self.ttl_s * 1000),
-        )
+        key = self._key(record.name, record.instance)
+        pipe = self._redis.pipeline()
+        pipe.set(key, record.model_dump_json(), px=int(self.ttl_s * 1000))
+        pipe.sadd(_INDEX, key)
+        pipe.execute()
 
     def deregister(self, name: str, instance: str) -> None:
-        self._redis.delete(self._key(name, instance))
+        key = self._key(name, instance)
+        pipe = self._redis.pipeline()
+        pipe.delete(key)
+        pipe.srem(_INDEX, key)
+        pipe.execute()
 
     def replicas(self) -> list[ExpertRecord]:
         """Every live replica, sorted by expert name then instance."""
-        keys = sorted(self._redis.scan_iter(match=_PREFIX + "*", count=500))
-        if not keys:
-            return []
+        if self.cache_s > 0:
+            with self._lock:
+                if self._snapshot and time.monotonic() - self._snapshot[0] < self.cache_s:
+                    return list(self._snapshot[1])
+        keys = sorted(str(k) for k in self._redis.smembers(_INDEX))
         records = []
-        for raw in self._redis.mget(keys):
-            if raw is None:  # expired between SCAN and MGET
+        expired = []
+        for key, raw in zip(keys, self._redis.mget(keys) if keys else [], strict=True):
+            if raw is None:  # the replica stopped renewing its record: forget it
+                expired.append(key)
                 continue
             records.append(ExpertRecord.model_validate(json.loads(raw)))
-        return sorted(records, key=lambda r: (r.name, r.instance))
+        if expired:
+            self._redis.srem(_INDEX, *expired)
+        records.sort(key=lambda r: (r.name, r.instance))
+        if self.cache_s > 0:
+            with self._lock:
+                self._snapshot = (time.monotonic(), records)
+        return list(records)
 
     def experts(self) -> dict[str, list[ExpertRecord]]:
         """Replicas taking new work (not draining), grouped by expert name."""

@@ -49,7 +49,8 @@ def get_runtime() -> Runtime:
     """The process's runtime, built on first use from the environment."""
     settings = Settings.from_env()
     client = connect(settings.redis_url)
-    registry = Registry(client, ttl_s=settings.registry_ttl_s)
+    # Workers resolve experts on every model call: a snapshot a fraction of the TTL old is fresh enough.
+    registry = Registry(client, ttl_s=settings.registry_ttl_s, cache_s=min(1.0, settings.registry_ttl_s / 10))
     return Runtime(
         settings=settings,
         redis=client,

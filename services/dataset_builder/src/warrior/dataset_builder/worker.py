@@ -18,7 +18,7 @@ from warrior.dataset_builder import tasks
 app = make_celery("dataset_builder")
 
 
-@app.task(name=queues.TASK_COLLECT, bind=True)
+@app.task(name=queues.TASK_COLLECT, bind=True, ignore_result=True)
 def collect(self: Task, campaign: str, iid: str) -> None:
     rt = get_runtime()
     if not rt.admit(self.request.id, queues.TASK_COLLECT):

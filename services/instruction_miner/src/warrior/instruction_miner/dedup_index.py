@@ -63,8 +63,11 @@ class SharedDedupIndex:
             if self._r.hexists(self._p + "sigs", item):
                 return None  # this item was inserted by an earlier delivery of the same task
             candidates: set[str] = set()
+            pipe = self._r.pipeline(transaction=False)
             for key in keys:
-                candidates |= {m.decode() if isinstance(m, bytes) else str(m) for m in self._r.smembers(self._p + key)}
+                pipe.smembers(self._p + key)
+            for members in pipe.execute():
+                candidates |= {m.decode() if isinstance(m, bytes) else str(m) for m in members}
             for other in sorted(candidates - {item}):
                 raw = self._r.hget(self._p + "sigs", other)
                 if raw is None:

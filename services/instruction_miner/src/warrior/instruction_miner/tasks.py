@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
@@ -29,7 +29,7 @@ def instruction_key(campaign: str, iid: str) -> str:
 
 
 def load_config(state: CampaignState) -> CampaignConfig:
-    return parse_campaign_config(state.config(), f"campaign {state.campaign}")
+    return state.campaign_config()
 
 
 def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:

@@ -16,7 +16,7 @@ from warrior.instruction_miner import tasks
 app = make_celery("instruction_miner")
 
 
-@app.task(name=queues.TASK_MINE, bind=True)
+@app.task(name=queues.TASK_MINE, bind=True, ignore_result=True)
 def mine(self: Task, campaign: str, attacker: str, index: int) -> str | None:
     rt = get_runtime()
     if not rt.admit(self.request.id, queues.TASK_MINE):
@@ -28,7 +28,7 @@ def mine(self: Task, campaign: str, attacker: str, index: int) -> str | None:
     return iid
 
 
-@app.task(name=queues.TASK_SCREEN, bind=True)
+@app.task(name=queues.TASK_SCREEN, bind=True, ignore_result=True)
 def screen(self: Task, campaign: str, iid: str) -> bool:
     rt = get_runtime()
     if not rt.admit(self.request.id, queues.TASK_SCREEN):

@@ -28,6 +28,10 @@ from warrior.judge.verdicts import (
 log = logging.getLogger(__name__)
 _CALL_ERRORS = (ExpertUnavailable, ExpertRequestError)
 
+# One pool for the model calls of every battle this process runs: starting threads per battle costs
+# more than the calls to a fast engine. Sized for several battles' calls in flight at once.
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="battle-call")
+
 
 def schedule(competitors: Sequence[str], judges_pool: Sequence[str]) -> list[tuple[str, str, list[str]]]:
     """Every unordered pair of competitors with the judges not involved in it, in a stable order."""
@@ -121,11 +125,10 @@ def _judge_all(
     ctx: BattleContext,
     plan: list[tuple[str, str, list[str]]],
     answers: dict[str, dict[str, Any]],
-    pool: ThreadPoolExecutor,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every judgment of the plan (skipping failed judges, with reasons) and the vote counts per pair."""
     jobs = [
-        ((a, b, judge), pool.submit(_judge_pair, ctx, judge, a, b, answers))
+        ((a, b, judge), _POOL.submit(_judge_pair, ctx, judge, a, b, answers))
         for a, b, judges in plan
         for judge in judges
     ]
@@ -173,14 +176,13 @@ def run_battle(
     ctx = BattleContext(rt, campaign, iid, instruction, config, state, CallLedger(rt.store, campaign))
     live = _live(rt, state, iid, roster)
     answers: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(max_workers=max(4, 2 * len(live))) as pool:
-        futures = {name: pool.submit(_answer, ctx, name) for name in live}
-        for name, future in futures.items():
-            try:
-                answers[name] = future.result()
-            except _CALL_ERRORS as exc:
-                state.fail(f"answer:{iid}:{name}", str(exc))
-        judgments, pairs = _judge_all(ctx, schedule(list(answers), live), answers, pool)
+    futures = {name: _POOL.submit(_answer, ctx, name) for name in live}
+    for name, future in futures.items():
+        try:
+            answers[name] = future.result()
+        except _CALL_ERRORS as exc:
+            state.fail(f"answer:{iid}:{name}", str(exc))
+    judgments, pairs = _judge_all(ctx, schedule(list(answers), live), answers)
     return {
         "id": iid,
         "campaign": campaign,
@@ -217,8 +219,7 @@ def run_backfill(
         if other != newcomer:
             a, b = sorted((newcomer, other))
             plan.append((a, b, sorted(j for j in live if j not in (a, b))))
-    with ThreadPoolExecutor(max_workers=max(4, 2 * len(live))) as pool:
-        judgments, pairs = _judge_all(ctx, plan, answers, pool)
+    judgments, pairs = _judge_all(ctx, plan, answers)
     return {
         "id": iid,
         "campaign": campaign,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from warrior.common.battles import battle_key
-from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
@@ -29,7 +29,7 @@ def roster(rt: Runtime, state: CampaignState, config: CampaignConfig) -> tuple[l
 def battle(rt: Runtime, campaign: str, iid: str) -> tuple[bool, list[str]]:
     """Run and record the battle; returns (produced pairs to score, experts that just joined)."""
     state = CampaignState(rt.redis, campaign)
-    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    config = state.campaign_config()
     current, newcomers = roster(rt, state, config)
     key = battle_key(campaign, iid)
     try:
@@ -50,7 +50,7 @@ def battle(rt: Runtime, campaign: str, iid: str) -> tuple[bool, list[str]]:
 def backfill(rt: Runtime, campaign: str, iid: str, newcomer: str) -> bool:
     """The newcomer's battles on an instruction judged before it joined; True when there is a part to score."""
     state = CampaignState(rt.redis, campaign)
-    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    config = state.campaign_config()
     part = f"{iid}+{newcomer}"
     key = battle_key(campaign, iid, newcomer)
     if not rt.store.exists(key):

@@ -27,7 +27,7 @@ def _welcome(campaign: str, newcomers: list[str]) -> None:
         )
 
 
-@app.task(name=queues.TASK_BATTLE, bind=True)
+@app.task(name=queues.TASK_BATTLE, bind=True, ignore_result=True)
 def battle(self: Task, campaign: str, iid: str) -> bool:
     rt = get_runtime()
     if not rt.admit(self.request.id, queues.TASK_BATTLE):
@@ -40,7 +40,7 @@ def battle(self: Task, campaign: str, iid: str) -> bool:
     return ok
 
 
-@app.task(name=queues.TASK_BACKFILL, bind=True)
+@app.task(name=queues.TASK_BACKFILL, bind=True, ignore_result=True)
 def backfill(self: Task, campaign: str, iid: str, newcomer: str) -> bool:
     rt = get_runtime()
     part = f"{iid}+{newcomer}"

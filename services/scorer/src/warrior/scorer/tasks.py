@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from warrior.common.battles import battle_key, load_battle, load_battles
-from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
 from warrior.common.runtime import Runtime
@@ -54,7 +54,7 @@ def _experts(state: CampaignState, config: CampaignConfig) -> list[str]:
 def score(rt: Runtime, campaign: str, iid: str, newcomer: str | None = None) -> dict[str, Any]:
     """Record a battle part's votes and the instruction's provisional winner under the current ratings."""
     state = CampaignState(rt.redis, campaign)
-    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    config = state.campaign_config()
     part = iid if newcomer is None else f"{iid}+{newcomer}"
     own = rt.store.get_json(battle_key(campaign, iid, newcomer))
     state.put("votes", part, [[o.a, o.b, o.winner] for o in outcomes_of(own)])
@@ -79,7 +79,7 @@ def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]
     interval is as narrow as the median interval of the others, or it has met every instruction.
     """
     state = CampaignState(rt.redis, campaign)
-    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    config = state.campaign_config()
     if not state.mark("matchmade", f"{expert}:{round_}"):
         return []  # this round was already handled by an earlier delivery
     experts = _experts(state, config)
@@ -128,7 +128,7 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     The snapshot is stored under a content-addressed key; the campaign points at its newest one.
     """
     state = CampaignState(rt.redis, campaign)
-    config = parse_campaign_config(state.config(), f"campaign {campaign}")
+    config = state.campaign_config()
     battles = list(load_battles(rt.store, campaign).values())
     outcomes = [o for b in battles for o in outcomes_of(b)]
     experts = _experts(state, config)

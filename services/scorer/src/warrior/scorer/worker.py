@@ -19,7 +19,7 @@ from warrior.scorer import tasks
 app = make_celery("scorer")
 
 
-@app.task(name=queues.TASK_SCORE, bind=True)
+@app.task(name=queues.TASK_SCORE, bind=True, ignore_result=True)
 def score(self: Task, campaign: str, iid: str, newcomer: str | None = None) -> None:
     rt = get_runtime()
     part = iid if newcomer is None else f"{iid}+{newcomer}"
@@ -46,7 +46,7 @@ def _send_matchmake(campaign: str, expert: str, round_: int) -> None:
     )
 
 
-@app.task(name=queues.TASK_MATCHMAKE)
+@app.task(name=queues.TASK_MATCHMAKE, ignore_result=True)
 def matchmake(campaign: str, expert: str, round_: int) -> list[str]:
     batch = tasks.matchmake(get_runtime(), campaign, expert, round_)
     for iid in batch:
