@@ -106,13 +106,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_experts(args: argparse.Namespace) -> int:
     rows = summarize(_rt().registry.replicas())
-    _emit(
-        rows,
-        args.json,
-        table(rows, ["expert", "engine", "model", "replicas", "capacity", "endpoints", "last_heartbeat_s"])
-        if rows
-        else "no experts registered",
-    )
+    columns = ["expert", "state", "engine", "model", "replicas", "capacity", "in_flight", "load", "endpoints",
+               "last_heartbeat_s"]  # fmt: skip
+    _emit(rows, args.json, table(rows, columns) if rows else "no experts registered")
     return 0
 
 
