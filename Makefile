@@ -11,6 +11,10 @@ SERVICES := common expert_inference instruction_miner judge scorer dataset_build
 # llama.cpp built portably: the native build crashes on some CPUs (AMX) and breaks on CPUs without AVX-512.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
+# Benchmark data for decontamination: a local MBPP copy where one sits beside the checkout, else the
+# canonical source is fetched at run time (see services/instruction_miner/.../benchmarks.py).
+export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
+
 .DEFAULT_GOAL := help
 .PHONY: help install protos models models-hf bench demo test lint typecheck clean
 

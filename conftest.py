@@ -12,6 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ROOT / "models"
+MBPP_COPY = ROOT.parent / "shared" / "data" / "mbpp.jsonl"
+if MBPP_COPY.exists() and not os.environ.get("WARRIOR_MBPP_PATH"):
+    # Tests (and the stacks they start) decontaminate against the local MBPP copy, never the network.
+    os.environ["WARRIOR_MBPP_PATH"] = str(MBPP_COPY)
 SMOLLM2 = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

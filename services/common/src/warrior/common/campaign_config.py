@@ -50,7 +50,14 @@ class MiningConfig(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class DecontaminationConfig(_Strict):
+    benchmarks: list[Literal["humaneval", "mbpp"]] = ["humaneval", "mbpp"]
+    ngram: int = Field(13, ge=4, le=50)
+    mbpp_path: str | None = None  # a local copy of mbpp.jsonl instead of the canonical source
+
+
 class ScreeningConfig(_Strict):
+    decontamination: DecontaminationConfig = DecontaminationConfig()
     dedup_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     num_perm: int = Field(128, ge=16, le=1024)
     min_words: int = Field(5, ge=1)

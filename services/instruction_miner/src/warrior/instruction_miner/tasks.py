@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 
-from warrior.common.campaign_config import CampaignConfig
+from warrior.common.campaign_config import CampaignConfig, DecontaminationConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
@@ -13,6 +15,9 @@ from warrior.common.ledger import CallLedger
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
+from warrior.instruction_miner import benchmarks as benchmark_data
+from warrior.instruction_miner.benchmarks import BenchmarkDataError
+from warrior.instruction_miner.decontamination import ContaminationIndex
 from warrior.instruction_miner.dedup_index import SharedDedupIndex
 from warrior.instruction_miner.filters import FilterLimits, clean_instruction, drop_reason
 from warrior.instruction_miner.prompts import completion_system_prompt, mining_system_prompt
@@ -26,6 +31,21 @@ def instruction_id(campaign: str, attacker: str, index: int) -> str:
 
 def instruction_key(campaign: str, iid: str) -> str:
     return f"runs/{campaign}/instructions/{iid}.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _index(benchmarks: tuple[str, ...], ngram: int, mbpp_path: str | None, home: Path) -> ContaminationIndex:
+    items = []
+    if "humaneval" in benchmarks:
+        items += benchmark_data.humaneval()
+    if "mbpp" in benchmarks:
+        items += benchmark_data.mbpp(mbpp_path, home / "benchmarks")
+    return ContaminationIndex(items, n=ngram)
+
+
+def contamination_index(config: DecontaminationConfig, home: Path) -> ContaminationIndex:
+    """The campaign's benchmark index, built once per process."""
+    return _index(tuple(sorted(config.benchmarks)), config.ngram, config.mbpp_path, home)
 
 
 def load_config(state: CampaignState) -> CampaignConfig:
@@ -112,6 +132,15 @@ def screen(rt: Runtime, campaign: str, iid: str) -> bool:
     reason = drop_reason(record["text"], limits)
     if reason is None and record.get("finish_reason") == "length":
         reason = "truncated"  # the request ran past the mining token budget: its end is missing
+    if reason is None:
+        try:
+            hit = contamination_index(config.screening.decontamination, rt.settings.home).match(record["text"])
+        except BenchmarkDataError as exc:
+            state.fail(f"decontamination:{iid}", str(exc))
+            hit, reason = None, "decontamination_unavailable"
+        if hit is not None:
+            reason = "contaminated"
+            state.put("contamination", iid, {"benchmark": hit.benchmark, "task_id": hit.task_id, "ngram": hit.ngram})
     if reason is None:
         index = SharedDedupIndex(
             rt.redis, campaign, threshold=config.screening.dedup_threshold, num_perm=config.screening.num_perm
