@@ -71,6 +71,7 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
             "version": manifest["version"],
             "rows": manifest["rows"],
         },
+        "judges": final["judges"],
         "seconds": round(time.monotonic() - started, 1),
     }
     Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")

@@ -104,6 +104,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judges(args: argparse.Namespace) -> int:
+    rt = _rt()
+    campaign = ops.resolve_campaign(rt, args.campaign)
+    final = ops.finalize(make_celery("cli"), campaign)
+    rows = [{"judge": name, **row} for name, row in final["judges"].items()]
+    columns = ["judge", "judgments", "flip_rate", "first_position_rate", "longer_answer_rate", "kappa", "trusted",
+               "reason"]  # fmt: skip
+    text = f"campaign {campaign}: judge-quality panel\n" + (table(rows, columns) if rows else "no judgments yet")
+    _emit({"campaign": campaign, "judges": final["judges"]}, args.json, text)
+    return 0
+
+
 def cmd_experts(args: argparse.Namespace) -> int:
     rows = summarize(_rt().registry.replicas())
     columns = ["expert", "state", "engine", "model", "replicas", "capacity", "in_flight", "load", "endpoints",
@@ -192,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("campaign", nargs="?", help="campaign id (default: the newest)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("judges", help="the judge-quality panel: flip rate, position and length bias, kappa, trust")
+    p.add_argument("campaign", nargs="?", help="campaign id (default: the newest)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_judges)
 
     p = sub.add_parser("experts", help="live experts in the registry")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -75,6 +75,9 @@ class BattleConfig(_Strict):
 class ScoringConfig(_Strict):
     rating: Literal["bt", "elo"] = "bt"
     alpha: float = Field(0.7, ge=0.0, le=1.0)
+    # Judges whose two orders disagree more often than this are excluded from final ratings and winners.
+    max_flip_rate: float = Field(0.5, ge=0.0, le=1.0)
+    min_judge_judgments: int = Field(5, ge=1)  # judgments needed before a judge can be excluded
     bootstrap_rounds: int = Field(200, ge=0, le=10_000)
     seed: int = Field(0, ge=0)
 

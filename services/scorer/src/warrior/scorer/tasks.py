@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 from warrior.common.battles import battle_key, load_battle, load_battles
@@ -11,23 +12,37 @@ from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
 from warrior.common.runtime import Runtime
+from warrior.scorer import judge_panel
 from warrior.scorer.ratings import Outcome, Rating, rate
 from warrior.scorer.scores import final_scores, pick_winner
 
 
-def outcomes_of(battle: dict[str, Any]) -> list[Outcome]:
-    """One outcome per judgment that survived both orders (ties included)."""
+def outcomes_of(battle: dict[str, Any], excluded: AbstractSet[str] = frozenset()) -> list[Outcome]:
+    """One outcome per judgment of a trusted judge (ties included)."""
     out = []
     for j in battle["judgments"]:
+        if j["judge"] in excluded:
+            continue
         winner: Literal["a", "b", "tie"] = "tie" if j["winner"] is None else ("a" if j["winner"] == j["a"] else "b")
         out.append(Outcome(j["a"], j["b"], winner))
     return out
 
 
-def winner_of(battle: dict[str, Any], ratings: dict[str, float], alpha: float) -> dict[str, Any]:
-    """The final score of every competitor on this instruction and the winning one (METHOD section 5)."""
-    pair_votes = {(p["a"], p["b"]): (p["votes_a"], p["votes_b"]) for p in battle["pairs"]}
-    scores = final_scores(battle["competitors"], ratings, pair_votes, alpha=alpha)
+def winner_of(
+    battle: dict[str, Any], ratings: dict[str, float], alpha: float, excluded: AbstractSet[str] = frozenset()
+) -> dict[str, Any]:
+    """The final score of every competitor on this instruction and the winning one (METHOD section 5).
+
+    Votes are counted from the judgments of trusted judges only.
+    """
+    pair_votes = {(p["a"], p["b"]): [0, 0] for p in battle["pairs"]}
+    for j in battle["judgments"]:
+        if j["judge"] in excluded or j["winner"] is None or (j["a"], j["b"]) not in pair_votes:
+            continue
+        pair_votes[(j["a"], j["b"])][0 if j["winner"] == j["a"] else 1] += 1
+    scores = final_scores(
+        battle["competitors"], ratings, {pair: (va, vb) for pair, (va, vb) in pair_votes.items()}, alpha=alpha
+    )
     return {"winner": pick_winner(scores), "scores": scores}
 
 
@@ -130,7 +145,11 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
     battles = list(load_battles(rt.store, campaign).values())
-    outcomes = [o for b in battles for o in outcomes_of(b)]
+    judges = judge_panel.panel(
+        battles, max_flip_rate=config.scoring.max_flip_rate, min_judgments=config.scoring.min_judge_judgments
+    )
+    untrusted = judge_panel.excluded(judges)
+    outcomes = [o for b in battles for o in outcomes_of(b, untrusted)]
     experts = _experts(state, config)
     ratings = _ratings(outcomes, config, rounds=config.scoring.bootstrap_rounds, experts=experts)
     points = {r.expert: r.rating for r in ratings}
@@ -153,7 +172,9 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
         }
         for r in ratings
     ]
-    winners = {b["id"]: winner_of(b, points, config.scoring.alpha) for b in battles if len(b["competitors"]) >= 2}
+    winners = {
+        b["id"]: winner_of(b, points, config.scoring.alpha, untrusted) for b in battles if len(b["competitors"]) >= 2
+    }
     snapshot = {
         "campaign": campaign,
         "method": config.scoring.rating,
@@ -163,9 +184,16 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
         "battles": len(battles),
         "votes": len(outcomes),
         "leaderboard": leaderboard,
+        "judges": judges,
         "winners": winners,
     }
     key = f"runs/{campaign}/ratings/{content_hash(snapshot, length=16)}.json"
     rt.store.put_json(key, snapshot | {"computed_at": time.time()}, if_absent=True)
     state.put("meta_pointers", "ratings", key)
-    return {"ratings_key": key, "leaderboard": leaderboard, "battles": len(battles), "votes": len(outcomes)}
+    return {
+        "ratings_key": key,
+        "leaderboard": leaderboard,
+        "judges": judges,
+        "battles": len(battles),
+        "votes": len(outcomes),
+    }
