@@ -127,7 +127,11 @@ def saturation(per_expert: int, parallel: int, max_tokens: int) -> dict[str, Any
             {"name": "zlt-a", "engine": "zero-latency-test", "parallel": 64},
             {"name": "zlt-b", "engine": "zero-latency-test", "parallel": 64},
         ],
-        "mining": {"per_expert": per_expert, "sampling": {"temperature": 1.0, "top_p": 0.99, "max_tokens": max_tokens}},
+        "mining": {
+            "per_expert": per_expert,
+            "sampling": {"max_tokens": max_tokens},
+            "grid": [{"temperature": 1.0, "top_p": 0.99}],
+        },
         "screening": {"min_words": 3},
         "battle": {"answer_sampling": {"temperature": 1.0, "top_p": 0.95, "max_tokens": max_tokens}},
         "scoring": {"bootstrap_rounds": 0},

@@ -23,7 +23,11 @@ def test_tiny_campaign_on_a_real_model(make_stack: Callable[..., Any], smollm2_p
             "campaign": "e2e-smollm2",
             # Three experts serving the same small model: distinct names, distinct sampling seeds.
             "experts": [{"name": n, "model": str(smollm2_path), "parallel": 1} for n in NAMES],
-            "mining": {"per_expert": 3, "sampling": {"temperature": 1.0, "top_p": 0.99, "max_tokens": 96}},
+            "mining": {
+                "per_expert": 3,
+                "sampling": {"max_tokens": 96},
+                "grid": [{"temperature": 1.0, "top_p": 0.99}],
+            },
             "battle": {"answer_sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 48}, "tie_margin": 0.01},
             "scoring": {"bootstrap_rounds": 50},
             "dataset": {"name": "e2e-smollm2"},

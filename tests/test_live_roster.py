@@ -111,7 +111,11 @@ def test_expert_killed_mid_battle_campaign_completes_and_failure_is_counted(
         {
             "campaign": "live-kill",
             "experts": [{"name": n, "model": str(smollm2_path), "parallel": 1} for n in names],
-            "mining": {"per_expert": 3, "sampling": {"temperature": 1.0, "top_p": 0.99, "max_tokens": 96}},
+            "mining": {
+                "per_expert": 3,
+                "sampling": {"max_tokens": 96},
+                "grid": [{"temperature": 1.0, "top_p": 0.99}],
+            },
             "battle": {"answer_sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 96}},
             "scoring": {"bootstrap_rounds": 20},
             "dataset": {"name": "live-kill"},

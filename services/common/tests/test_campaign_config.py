@@ -77,3 +77,20 @@ def test_campaign_id_is_stable_for_the_same_content() -> None:
     assert one.campaign_id() == two.campaign_id()
     other = parse_campaign_config(_minimal() | {"language": "Rust"})
     assert other.campaign_id() != one.campaign_id()
+
+
+def test_mining_uses_the_papers_grid_with_an_equal_budget_per_cell() -> None:
+    mining = parse_campaign_config(_minimal()).mining
+    cells = [tuple(mining.cell(i).values()) for i in range(18)]
+    assert len(set(cells)) == 9 and all(cells.count(c) == 2 for c in set(cells))
+    assert set(cells) == {(t, p) for t in (1.0, 1.1, 1.2) for p in (1.0, 0.995, 0.99)}
+
+
+def test_grid_weights_and_an_empty_grid() -> None:
+    weighted = parse_campaign_config(
+        _minimal()
+        | {"mining": {"grid": [{"temperature": 1.0, "top_p": 1.0, "weight": 3}, {"temperature": 1.2, "top_p": 0.99}]}}
+    ).mining
+    assert [weighted.cell(i)["temperature"] for i in range(8)] == [1.0, 1.0, 1.0, 1.2] * 2
+    plain = parse_campaign_config(_minimal() | {"mining": {"grid": [], "sampling": {"temperature": 0.7}}}).mining
+    assert plain.cell(5) == {"temperature": 0.7, "top_p": 1.0}

@@ -43,11 +43,33 @@ class ExpertConfig(_Strict):
         return self
 
 
+class SamplingCell(_Strict):
+    """One (temperature, top_p) cell of the mining grid; `weight` cells' worth of the budget."""
+
+    temperature: float = Field(ge=0.0, le=5.0)
+    top_p: float = Field(gt=0.0, le=1.0)
+    weight: int = Field(1, ge=1, le=1000)
+
+
+# The paper's 9 cells: temperature {1.0, 1.1, 1.2} x top_p {1.0, 0.995, 0.99}, an equal budget each.
+PAPER_GRID = [SamplingCell(temperature=t, top_p=p) for t in (1.0, 1.1, 1.2) for p in (1.0, 0.995, 0.99)]
+
+
 class MiningConfig(_Strict):
     per_expert: int = Field(8, ge=1, le=1_000_000)
+    # max_tokens always applies; temperature/top_p only when the grid is empty.
     sampling: Sampling = Sampling(temperature=1.2, top_p=0.99, max_tokens=256)
+    grid: list[SamplingCell] = Field(default_factory=lambda: list(PAPER_GRID))
     system_prompt: str | None = None
     seed: int = Field(0, ge=0)
+
+    def cell(self, index: int) -> dict[str, float]:
+        """Temperature and top_p of mining unit `index`: units cycle through the grid by weight."""
+        if not self.grid:
+            return {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p}
+        cycle = [c for c in self.grid for _ in range(c.weight)]
+        chosen = cycle[index % len(cycle)]
+        return {"temperature": chosen.temperature, "top_p": chosen.top_p}
 
 
 class DecontaminationConfig(_Strict):

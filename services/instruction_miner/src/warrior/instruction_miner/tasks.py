@@ -82,10 +82,14 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
             prefix = completion_prequery_prefix(system)
             stops = list(COMPLETION_STOPS)
             style = "completion"
-        sampling = config.mining.sampling.model_dump() | {
-            "stop": stops,
-            "seed": int(content_hash(config.mining.seed, campaign, attacker, index, length=8), 16) or 1,
-        }
+        sampling = (
+            config.mining.sampling.model_dump()
+            | config.mining.cell(index)
+            | {
+                "stop": stops,
+                "seed": int(content_hash(config.mining.seed, campaign, attacker, index, length=8), 16) or 1,
+            }
+        )
         request = {"prompt": prefix, "sampling": sampling}
         ledger = CallLedger(rt.store, campaign)
         response, reused = ledger.call(
