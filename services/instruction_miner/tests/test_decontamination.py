@@ -15,10 +15,15 @@ from warrior.instruction_miner.decontamination import BenchmarkItem, Contaminati
 
 
 @pytest.fixture(scope="module")
-def index() -> ContaminationIndex:
-    mbpp_path = os.environ.get("WARRIOR_MBPP_PATH")
-    if not mbpp_path:
-        pytest.fail("WARRIOR_MBPP_PATH is not set and no local MBPP copy was found beside the checkout")
+def mbpp_path() -> str:
+    path = os.environ.get("WARRIOR_MBPP_PATH")
+    if not path:
+        pytest.fail("WARRIOR_MBPP_PATH is not set and no MBPP copy was found at ../shared/data/mbpp.jsonl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def index(mbpp_path: str) -> ContaminationIndex:
     return ContaminationIndex(benchmarks.humaneval() + benchmarks.mbpp(mbpp_path, Path("/nonexistent")))
 
 
@@ -50,17 +55,17 @@ def test_short_items_match_only_as_a_whole() -> None:
     assert index.match("Explain how to reverse a list.") is None
 
 
-def test_tampered_or_missing_mbpp_copy_is_refused(tmp_path: Path) -> None:
+def test_tampered_or_missing_mbpp_copy_is_refused(tmp_path: Path, mbpp_path: str) -> None:
     bad = tmp_path / "mbpp.jsonl"
     bad.write_text('{"task_id": 1, "text": "x", "code": "y"}\n')
     with pytest.raises(benchmarks.BenchmarkDataError, match="sha256"):
         benchmarks.mbpp(str(bad), tmp_path)
     with pytest.raises(benchmarks.BenchmarkDataError, match="not found"):
         benchmarks.mbpp(str(tmp_path / "none.jsonl"), tmp_path)
-    assert benchmarks.MBPP_SHA256 == hashlib.sha256(Path(os.environ["WARRIOR_MBPP_PATH"]).read_bytes()).hexdigest()
+    assert benchmarks.MBPP_SHA256 == hashlib.sha256(Path(mbpp_path).read_bytes()).hexdigest()
 
 
-def test_screen_drops_a_slipped_in_humaneval_prompt(warrior_env: dict[str, str]) -> None:
+def test_screen_drops_a_slipped_in_humaneval_prompt(warrior_env: dict[str, str], mbpp_path: str) -> None:
     rt = get_runtime()
     state = CampaignState(rt.redis, "decon")
     state.create({"campaign": "decon", "experts": [{"name": "a"}, {"name": "b"}]}, expected_mine=2)
