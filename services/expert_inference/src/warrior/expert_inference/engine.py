@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from warrior.common.chat_template import COMPLETION_STOPS
+
 
 class EngineRequestError(ValueError):
     """A request the engine cannot serve as asked (e.g. a prompt longer than the context)."""
@@ -50,6 +52,46 @@ class EngineInfo:
     # True when the backend applies its own chat template (an OpenAI-compatible server): the server
     # then forwards chats as messages instead of rendering them into a prompt.
     native_chat: bool = False
+
+
+def local_model_info(
+    *,
+    model: str,
+    revision: str,
+    engine: str,
+    chat_template: str,
+    bos_token: str,
+    eos_token: str,
+    eot_token: str,
+    context_length: int,
+    capacity: int,
+) -> EngineInfo:
+    """Info of an engine that runs the model itself: it completes, renders chats and scores candidates.
+
+    A model with a chat template stops at its end-of-turn tokens; one served completion-style stops
+    where the transcript's next question or answer would begin.
+    """
+    if chat_template:
+        stops = tuple(dict.fromkeys(s for s in (eos_token, eot_token) if s))
+    else:
+        stops = COMPLETION_STOPS
+    return EngineInfo(
+        model=model,
+        revision=revision,
+        engine=engine,
+        chat_template=chat_template,
+        bos_token=bos_token,
+        eos_token=eos_token,
+        stop_strings=stops,
+        context_length=context_length,
+        capacity=capacity,
+        capabilities={
+            "raw_completion": True,
+            "chat": True,
+            "candidate_logprobs": True,
+            "chat_template": bool(chat_template),
+        },
+    )
 
 
 class Engine(Protocol):

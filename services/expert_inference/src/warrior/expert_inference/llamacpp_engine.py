@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from warrior.common.chat_template import COMPLETION_STOPS
-from warrior.expert_inference.engine import EngineBusy, EngineInfo, EngineRequestError, Generated, SamplingSpec
+from warrior.expert_inference.engine import EngineBusy, EngineRequestError, Generated, SamplingSpec, local_model_info
 
 
 def file_revision(path: Path) -> str:
@@ -75,26 +74,17 @@ class LlamaCppEngine:
         self._eos_id = int(first.token_eos())
         bos = self._piece(first, self._bos_id)
         eos = self._piece(first, self._eos_id)
-        stops: tuple[str, ...] = COMPLETION_STOPS
-        if template:
-            stops = tuple(s for s in (eos, self._eot_piece(first)) if s)
         self._add_bos = bool(first.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false")
-        self.info = EngineInfo(
+        self.info = local_model_info(
             model=path.name,
             revision=file_revision(path),
             engine="llamacpp",
             chat_template=template,
             bos_token=bos,
             eos_token=eos,
-            stop_strings=stops,
+            eot_token=self._eot_piece(first),
             context_length=context_length,
             capacity=parallel,
-            capabilities={
-                "raw_completion": True,
-                "chat": True,
-                "candidate_logprobs": True,
-                "chat_template": bool(template),
-            },
         )
 
     @staticmethod

@@ -14,8 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from warrior.common.chat_template import COMPLETION_STOPS
-from warrior.expert_inference.engine import EngineBusy, EngineInfo, EngineRequestError, Generated, SamplingSpec
+from warrior.expert_inference.engine import EngineBusy, EngineRequestError, Generated, SamplingSpec, local_model_info
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -80,26 +79,17 @@ class VllmEngine:
         tok = self._tokenizer
         template = str(tok.chat_template or "") if use_chat_template else ""
         bos, eos = str(tok.bos_token or ""), str(tok.eos_token or "")
-        stops: tuple[str, ...] = COMPLETION_STOPS
-        if template:
-            stops = tuple(dict.fromkeys(s for s in (eos, _eot_token(tok)) if s))
         self._add_bos = bool(getattr(tok, "add_bos_token", False)) and bool(bos)
-        self.info = EngineInfo(
+        self.info = local_model_info(
             model=folder.name,
             revision=folder_revision(folder),
             engine="vllm",
             chat_template=template,
             bos_token=bos,
             eos_token=eos,
-            stop_strings=stops,
+            eot_token=_eot_token(tok),
             context_length=context_length,
             capacity=capacity,
-            capabilities={
-                "raw_completion": True,
-                "chat": True,
-                "candidate_logprobs": True,
-                "chat_template": bool(template),
-            },
         )
 
     def _tokens(self, text: str) -> list[int]:
