@@ -164,3 +164,22 @@ def test_cli_status_leaderboard_and_dataset_commands(
     assert shown["version"] == built["version"] and shown["rows"] == built["rows"] == status["instructions"]["kept"]
     missing = _warrior(warrior_env, "dataset", "show", "nope")
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_unparseable_text_verdicts_are_retried_once_then_recorded(make_stack: Callable[..., Any]) -> None:
+    """The test engine's chat replies carry no [[A]]/[[B]] verdict: every judge fails, visibly, twice."""
+    data = _config("e2e-text", per_expert=2) | {"battle": {"judge_mode": "text"}}
+    stack = make_stack(data)
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
+    assert snap["done"] and snap["votes"] == 0
+    assert snap["failures"]["judge"] == snap["battles"]  # one recorded failure per pair's judge
+    assert all("VerdictParseError" in reason for k, reason in snap["failure_examples"].items() if k.startswith("judge"))
+    judge_calls = [
+        c
+        for c in (stack.rt.store.get_json(k) for k in stack.rt.store.list(f"runs/{campaign}/calls/"))
+        if c["kind"] == "chat" and c["request"]["messages"][0]["content"].startswith("Please act as an impartial judge")
+    ]
+    # Each failed judgment asked twice in the first order: greedy, then sampled.
+    assert len(judge_calls) == 2 * snap["battles"]
+    assert {c["request"]["sampling"]["temperature"] for c in judge_calls} == {0.0, 0.7}

@@ -89,10 +89,21 @@ def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: s
             lambda: {"logprobs": ctx.rt.client.score_candidates(judge, messages, VERDICT_PREFIX, VERDICT_CANDIDATES)},
         )
         return {"probs": verdict_probs(response["logprobs"])}
-    sampling = ctx.config.judge_sampling.model_dump()
-    request = {"messages": messages, "sampling": sampling}
-    response = ctx.call(judge, "chat", request, lambda: ctx.rt.client.chat(judge, messages, sampling).to_dict())
-    return {"verdict": parse_verdict(response["text"]), "text": response["text"][-300:]}
+
+    def ask(sampling: dict[str, Any]) -> str:
+        request = {"messages": messages, "sampling": sampling}
+        response = ctx.call(judge, "chat", request, lambda: ctx.rt.client.chat(judge, messages, sampling).to_dict())
+        return str(response["text"])
+
+    greedy = ctx.config.judge_sampling.model_dump()
+    text = ask(greedy)
+    try:
+        return {"verdict": parse_verdict(text), "text": text[-300:], "attempts": 1}
+    except VerdictParseError:
+        pass
+    # One more try, sampled: greedy decoding would only repeat the same unparseable text.
+    text = ask(greedy | {"temperature": max(0.7, greedy["temperature"]), "seed": 2})
+    return {"verdict": parse_verdict(text), "text": text[-300:], "attempts": 2}
 
 
 def _judge_pair(ctx: BattleContext, judge: str, a: str, b: str, answers: dict[str, dict[str, Any]]) -> dict[str, Any]:
