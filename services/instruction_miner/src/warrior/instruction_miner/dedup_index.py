@@ -67,7 +67,7 @@ class SharedDedupIndex:
             for key in keys:
                 pipe.smembers(self._p + key)
             for members in pipe.execute():
-                candidates |= {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+                candidates |= {str(m) for m in members}
             for other in sorted(candidates - {item}):
                 raw = self._r.hget(self._p + "sigs", other)
                 if raw is None:

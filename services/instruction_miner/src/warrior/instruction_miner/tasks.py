@@ -6,7 +6,7 @@ import functools
 import logging
 from pathlib import Path
 
-from warrior.common.campaign_config import CampaignConfig, DecontaminationConfig
+from warrior.common.campaign_config import DecontaminationConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
@@ -48,10 +48,6 @@ def contamination_index(config: DecontaminationConfig, home: Path) -> Contaminat
     return _index(tuple(sorted(config.benchmarks)), config.ngram, config.mbpp_path, home)
 
 
-def load_config(state: CampaignState) -> CampaignConfig:
-    return state.campaign_config()
-
-
 def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
     """Ask one expert for one instruction with its pre-query prefix; returns the new instruction's id.
 
@@ -59,7 +55,7 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
     campaign goes on with the others.
     """
     state = CampaignState(rt.redis, campaign)
-    config = load_config(state)
+    config = state.campaign_config()
     unit = f"{attacker}:{index}"
     iid = instruction_id(campaign, attacker, index)
     if rt.store.exists(instruction_key(campaign, iid)):  # an earlier delivery finished the work
@@ -125,7 +121,7 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
 def screen(rt: Runtime, campaign: str, iid: str) -> bool:
     """Shape filters, then campaign-wide near-duplicate removal; True when the instruction is kept."""
     state = CampaignState(rt.redis, campaign)
-    config = load_config(state)
+    config = state.campaign_config()
     try:
         record = rt.store.get_json(instruction_key(campaign, iid))
     except ObjectNotFound:
