@@ -10,7 +10,8 @@ import pytest
 
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import get_runtime
-from warrior.instruction_miner import benchmarks, tasks
+from warrior.common import benchmarks
+from warrior.instruction_miner import tasks
 from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex
 
 

@@ -6,6 +6,8 @@ import functools
 import logging
 from pathlib import Path
 
+from warrior.common import benchmarks as benchmark_data
+from warrior.common.benchmarks import BenchmarkDataError
 from warrior.common.campaign_config import DecontaminationConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
@@ -15,9 +17,7 @@ from warrior.common.ledger import CallLedger
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
-from warrior.instruction_miner import benchmarks as benchmark_data
-from warrior.instruction_miner.benchmarks import BenchmarkDataError
-from warrior.instruction_miner.decontamination import ContaminationIndex
+from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex
 from warrior.instruction_miner.dedup_index import SharedDedupIndex
 from warrior.instruction_miner.filters import FilterLimits, clean_instruction, drop_reason
 from warrior.instruction_miner.prompts import completion_system_prompt, mining_system_prompt
@@ -35,12 +35,12 @@ def instruction_key(campaign: str, iid: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _index(benchmarks: tuple[str, ...], ngram: int, mbpp_path: str | None, home: Path) -> ContaminationIndex:
-    items = []
+    problems = []
     if "humaneval" in benchmarks:
-        items += benchmark_data.humaneval()
+        problems += benchmark_data.humaneval()
     if "mbpp" in benchmarks:
-        items += benchmark_data.mbpp(mbpp_path, home / "benchmarks")
-    return ContaminationIndex(items, n=ngram)
+        problems += benchmark_data.mbpp(mbpp_path, home / "benchmarks")
+    return ContaminationIndex((BenchmarkItem(p.benchmark, p.task_id, p.text) for p in problems), n=ngram)
 
 
 def contamination_index(config: DecontaminationConfig, home: Path) -> ContaminationIndex:

