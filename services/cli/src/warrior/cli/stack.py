@@ -24,7 +24,9 @@ from warrior.common.registry import Registry
 from warrior.common.settings import Settings
 
 # Worker pool per service: model calls are I/O bound, so threads; sized to keep the engines busy.
-WORKER_CONCURRENCY = {"instruction_miner": 4, "judge": 8, "scorer": 2, "dataset_builder": 2}
+WORKER_CONCURRENCY = {"instruction_miner": 4, "judge": 8, "scorer": 2, "dataset_builder": 2, "trainer": 1}
+# The arena's workers; the trainer's worker starts only where training is asked for (it loads torch).
+ARENA_SERVICES = ("instruction_miner", "judge", "scorer", "dataset_builder")
 
 
 class StackError(RuntimeError):
@@ -128,7 +130,13 @@ class LocalStack:
         raise StackError(f"embedded Redis did not start; see {proc.log}")
 
     def up(
-        self, config: CampaignConfig, *, timeout_s: float = 300.0, echo: Any = print, worker_replicas: int = 1
+        self,
+        config: CampaignConfig,
+        *,
+        timeout_s: float = 300.0,
+        echo: Any = print,
+        worker_replicas: int = 1,
+        services: tuple[str, ...] = ARENA_SERVICES,
     ) -> dict[str, Any]:
         """Start what the config needs, with `worker_replicas` Celery workers per service."""
         if self.running():
@@ -170,6 +178,8 @@ class LocalStack:
                 procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
                 self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
             for service, service_queues in queues.SERVICE_QUEUES.items():
+                if service not in services:
+                    continue
                 for replica in range(worker_replicas):
                     name = service if worker_replicas == 1 else f"{service}-{replica}"
                     argv = [

@@ -9,8 +9,9 @@ SCREEN: Final = "screen"
 BATTLE: Final = "battle"
 SCORE: Final = "score"
 DATASET: Final = "dataset"
+TRAIN: Final = "train"
 
-QUEUES: Final = (MINE, SCREEN, BATTLE, SCORE, DATASET)
+QUEUES: Final = (MINE, SCREEN, BATTLE, SCORE, DATASET, TRAIN)
 
 # Task names are strings, so a stage enqueues the next one without importing another service.
 TASK_MINE: Final = "warrior.mine"
@@ -22,6 +23,8 @@ TASK_COLLECT: Final = "warrior.collect"
 TASK_BUILD: Final = "warrior.build"
 TASK_BACKFILL: Final = "warrior.backfill"
 TASK_MATCHMAKE: Final = "warrior.matchmake"
+TASK_TRAIN: Final = "warrior.train"
+TASK_EVALUATE: Final = "warrior.evaluate"
 
 PRIORITY_NEWCOMER: Final = 0
 
@@ -35,6 +38,8 @@ TASK_QUEUES: Final = {
     TASK_FINALIZE: SCORE,
     TASK_COLLECT: DATASET,
     TASK_BUILD: DATASET,
+    TASK_TRAIN: TRAIN,
+    TASK_EVALUATE: TRAIN,
 }
 
 # Which service's worker consumes which queues (one worker process per service in the local stack).
@@ -43,6 +48,7 @@ SERVICE_QUEUES: Final = {
     "judge": (BATTLE,),
     "scorer": (SCORE,),
     "dataset_builder": (DATASET,),
+    "trainer": (TRAIN,),
 }
 
 DEFAULT_GRPC_PORT: Final = 50051
