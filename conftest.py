@@ -16,6 +16,8 @@ MBPP_COPY = ROOT.parent / "shared" / "data" / "mbpp.jsonl"
 if MBPP_COPY.exists() and not os.environ.get("WARRIOR_MBPP_PATH"):
     # Tests (and the stacks they start) decontaminate against the local MBPP copy, never the network.
     os.environ["WARRIOR_MBPP_PATH"] = str(MBPP_COPY)
+# Derived data (benchmark embeddings) is content-addressed, so every test and stack shares one cache.
+os.environ.setdefault("WARRIOR_CACHE_DIR", str(ROOT / ".cache" / "warrior"))
 SMOLLM2 = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

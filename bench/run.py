@@ -73,6 +73,8 @@ def orchestration(experts: int, per_expert: int, replicas: int) -> dict[str, Any
         "campaign": f"bench-orch-{experts}-{replicas}",
         "experts": [{"name": n, "engine": "zero-latency-test", "parallel": 64} for n in names],
         "mining": {"per_expert": per_expert},
+        # The test engine's ratings are hash-random near 5.5: keep most, as the earlier figures did.
+        "screening": {"rating": {"min_score": 4.0}},
         "scoring": {"bootstrap_rounds": 0},
         "matchmaking": {"open_roster": False},
     }
@@ -132,7 +134,7 @@ def saturation(per_expert: int, parallel: int, max_tokens: int) -> dict[str, Any
             "sampling": {"max_tokens": max_tokens},
             "grid": [{"temperature": 1.0, "top_p": 0.99}],
         },
-        "screening": {"min_words": 3},
+        "screening": {"min_words": 3, "rating": {"min_score": 1.0}},
         "battle": {"answer_sampling": {"temperature": 1.0, "top_p": 0.95, "max_tokens": max_tokens}},
         "scoring": {"bootstrap_rounds": 0},
         "matchmaking": {"open_roster": False},

@@ -34,6 +34,8 @@ def _config(
         "campaign": campaign,
         "experts": [{"name": n, "engine": ZLT} for n in experts],
         "mining": {"per_expert": per_expert},
+        # The test engine's rating log-probabilities are hash-random (expected ratings near 5.5): keep most.
+        "screening": {"rating": {"min_score": 4.0}},
         "scoring": {"bootstrap_rounds": 20},
         "dataset": {"name": campaign},
     }
@@ -150,7 +152,9 @@ def test_unknown_expert_is_refused_before_anything_is_enqueued(
 def test_cli_status_leaderboard_and_dataset_commands(
     make_stack: Callable[..., Any], warrior_env: dict[str, str]
 ) -> None:
-    stack = make_stack(_config("e2e-cli", per_expert=3))
+    data = _config("e2e-cli", per_expert=3)
+    data["scoring"]["max_flip_rate"] = 1.0  # the test engine's verdicts are hash-random: count every judge
+    stack = make_stack(data)
     started = _warrior(warrior_env, "campaign", "start", "--config", str(stack.config_path), "--wait", "--json")
     assert started.returncode == 0, started.stderr
     assert json.loads(started.stdout)["done"] is True
@@ -159,6 +163,13 @@ def test_cli_status_leaderboard_and_dataset_commands(
     board = json.loads(_warrior(warrior_env, "leaderboard", "--json").stdout)
     assert sorted(r["expert"] for r in board["leaderboard"]) == ["alpha", "beta", "gamma"]
     assert all(r["ci_low"] <= r["rating"] <= r["ci_high"] for r in board["leaderboard"])
+    # Per-category win rates add up to the overall decisive votes.
+    assert board["votes"] > 0
+    for row in board["leaderboard"]:
+        assert sum(c["wins"] for c in row["categories"].values()) == row["wins"]
+        assert sum(c["losses"] for c in row["categories"].values()) == row["losses"]
+    text = _warrior(warrior_env, "leaderboard").stdout
+    assert "win rate (decisive votes)" in text
     built = json.loads(_warrior(warrior_env, "dataset", "build", "--json").stdout)
     shown = json.loads(_warrior(warrior_env, "dataset", "show", "e2e-cli", "--json").stdout)
     assert shown["version"] == built["version"] and shown["rows"] == built["rows"] == status["instructions"]["kept"]
@@ -183,3 +194,44 @@ def test_unparseable_text_verdicts_are_retried_once_then_recorded(make_stack: Ca
     # Each failed judgment asked twice in the first order: greedy, then sampled.
     assert len(judge_calls) == 2 * snap["battles"]
     assert {c["request"]["sampling"]["temperature"] for c in judge_calls} == {0.0, 0.7}
+
+
+def test_every_other_expert_rates_each_instruction_and_the_mean_decides(make_stack: Callable[..., Any]) -> None:
+    data = _config("e2e-rate", per_expert=4) | {"screening": {"rating": {"min_score": 5.5}}}
+    stack = make_stack(data)
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
+    state = ops.CampaignState(stack.rt.redis, campaign)
+    quality = state.table("quality")
+    dropped = {str(k): str(v) for k, v in stack.rt.redis.hgetall(f"warrior:campaign:{campaign}:dropped").items()}
+    kept = state.members("kept")
+    assert quality and snap["failures"] == {}
+    for iid, q in quality.items():
+        attacker = stack.rt.store.get_json(f"runs/{campaign}/instructions/{iid}.json")["attacker"]
+        assert sorted(q["by"]) == sorted({"alpha", "beta", "gamma"} - {attacker})  # never its own author
+        assert q["mean"] == pytest.approx(sum(r["score"] for r in q["by"].values()) / 2, abs=1e-3)
+        if iid in kept:
+            assert q["mean"] >= 5.5
+        else:
+            assert q["mean"] < 5.5 and dropped[iid] == "low_quality"
+    assert snap["instructions"]["dropped"].get("low_quality", 0) >= 1
+    for iid in kept:  # a kept instruction is tagged with its category
+        assert state.table("categories")[iid] in {"generation", "explanation", "debugging", "optimization",
+                                                  "refactoring", "testing", "translation"}  # fmt: skip
+
+
+def test_unparseable_text_ratings_are_retried_once_then_recorded(make_stack: Callable[..., Any]) -> None:
+    """The test engine's chat replies carry no [[n]]: each rater fails, visibly, after two asks."""
+    data = _config("e2e-rate-text", per_expert=1) | {"screening": {"rating": {"mode": "text"}}}
+    stack = make_stack(data)
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
+    screened_ok = snap["instructions"]["dropped"].get("unrated", 0)
+    assert screened_ok >= 1 and snap["instructions"]["kept"] == 0
+    assert snap["failures"]["rate"] == 2 * screened_ok  # both other experts failed on each
+    rating_calls = [
+        c
+        for c in (stack.rt.store.get_json(k) for k in stack.rt.store.list(f"runs/{campaign}/calls/"))
+        if c["kind"] == "chat" and "Rate the user's" in c["request"]["messages"][0]["content"]
+    ]
+    assert len(rating_calls) == 2 * 2 * screened_ok

@@ -28,6 +28,8 @@ def test_tiny_campaign_on_a_real_model(make_stack: Callable[..., Any], smollm2_p
                 "sampling": {"max_tokens": 96},
                 "grid": [{"temperature": 1.0, "top_p": 0.99}],
             },
+            # SmolLM2 rates every request low (expected ratings near 3): the rating runs, 1.0 keeps all.
+            "screening": {"rating": {"min_score": 1.0}},
             "battle": {"answer_sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 48}, "tie_margin": 0.01},
             "scoring": {"bootstrap_rounds": 50},
             "dataset": {"name": "e2e-smollm2"},

@@ -61,6 +61,7 @@ def test_expert_registering_mid_campaign_joins_and_gets_battles(
             "campaign": "live-join",
             "experts": [{"name": n, "engine": "zero-latency-test"} for n in ("alpha", "beta", "gamma")],
             "mining": {"per_expert": 10},
+            "screening": {"rating": {"min_score": 4.0}},  # hash-random ratings near 5.5: keep most
             "matchmaking": {"batch": 4, "bootstrap_rounds": 20},
             # The test engine's verdicts are hash-random, so the judge panel would exclude every judge;
             # this test is about the roster, so every vote counts.
@@ -118,6 +119,7 @@ def test_expert_killed_mid_battle_campaign_completes_and_failure_is_counted(
                 "sampling": {"max_tokens": 96},
                 "grid": [{"temperature": 1.0, "top_p": 0.99}],
             },
+            "screening": {"rating": {"min_score": 1.0}},  # SmolLM2 rates every request near 3
             "battle": {"answer_sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 96}},
             "scoring": {"bootstrap_rounds": 20},
             "dataset": {"name": "live-kill"},

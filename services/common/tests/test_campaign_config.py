@@ -75,7 +75,7 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
 def test_campaign_id_is_stable_for_the_same_content() -> None:
     one, two = parse_campaign_config(_minimal()), parse_campaign_config(_minimal())
     assert one.campaign_id() == two.campaign_id()
-    other = parse_campaign_config(_minimal() | {"language": "Rust"})
+    other = parse_campaign_config(_minimal() | {"languages": ["Rust"]})
     assert other.campaign_id() != one.campaign_id()
 
 
@@ -94,3 +94,30 @@ def test_grid_weights_and_an_empty_grid() -> None:
     assert [weighted.cell(i)["temperature"] for i in range(8)] == [1.0, 1.0, 1.0, 1.2] * 2
     plain = parse_campaign_config(_minimal() | {"mining": {"grid": [], "sampling": {"temperature": 0.7}}}).mining
     assert plain.cell(5) == {"temperature": 0.7, "top_p": 1.0}
+
+
+def test_units_cycle_through_languages_one_full_grid_pass_each() -> None:
+    config = parse_campaign_config(_minimal() | {"languages": ["Python", "Rust"]})
+    combos = [(config.language(i), tuple(config.mining.cell(i).values())) for i in range(36)]
+    # every (language, cell) combination gets the same budget
+    assert len(set(combos)) == 18 and all(combos.count(c) == 2 for c in set(combos))
+    assert config.language(0) == "Python" and config.language(9) == "Rust"
+
+
+def test_repeated_or_empty_languages_are_refused() -> None:
+    with pytest.raises(ConfigError, match="languages"):
+        parse_campaign_config(_minimal() | {"languages": []})
+    with pytest.raises(ConfigError, match="languages must be unique"):
+        parse_campaign_config(_minimal() | {"languages": ["Go", "Go"]})
+    with pytest.raises(ConfigError, match="unknown key 'language'"):
+        parse_campaign_config(_minimal() | {"language": "Go"})
+
+
+def test_screening_rating_and_embedding_defaults_and_bad_values() -> None:
+    screening = parse_campaign_config(_minimal()).screening
+    assert screening.rating.enabled and screening.rating.min_score == 6.0
+    assert screening.decontamination.embedding.model == "all-MiniLM-L6-v2"
+    with pytest.raises(ConfigError, match="screening.rating.min_score"):
+        parse_campaign_config(_minimal() | {"screening": {"rating": {"min_score": 11}}})
+    with pytest.raises(ConfigError, match="screening.decontamination.embedding.threshold"):
+        parse_campaign_config(_minimal() | {"screening": {"decontamination": {"embedding": {"threshold": 0}}}})

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from warrior.common import benchmarks
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import get_runtime
-from warrior.common import benchmarks
 from warrior.instruction_miner import tasks
 from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex
 
@@ -69,7 +69,9 @@ def test_tampered_or_missing_mbpp_copy_is_refused(tmp_path: Path, mbpp_path: str
 def test_screen_drops_a_slipped_in_humaneval_prompt(warrior_env: dict[str, str], mbpp_path: str) -> None:
     rt = get_runtime()
     state = CampaignState(rt.redis, "decon")
-    state.create({"campaign": "decon", "experts": [{"name": "a"}, {"name": "b"}]}, expected_mine=2)
+    config = {"campaign": "decon", "experts": [{"name": "a"}, {"name": "b"}],
+              "screening": {"rating": {"enabled": False}}}  # fmt: skip
+    state.create(config, expected_mine=2)
     problem = benchmarks.humaneval()[12]
     for iid, text in (
         ("leak", f"Please complete this code:\n{problem.text}"),
@@ -82,3 +84,42 @@ def test_screen_drops_a_slipped_in_humaneval_prompt(warrior_env: dict[str, str],
     assert snap["instructions"]["dropped"] == {"contaminated": 1}
     record = state.table("contamination")["leak"]
     assert (record["benchmark"], record["task_id"]) == ("humaneval", problem.task_id)
+    assert record["method"] == "ngram"
+
+
+PARAPHRASE = "Given a list of floats and a threshold, return True if any two of the numbers are closer together than the threshold."  # noqa: E501
+
+
+def test_a_paraphrased_benchmark_task_is_caught_by_embedding_similarity(warrior_env: dict[str, str]) -> None:
+    rt = get_runtime()
+    state = CampaignState(rt.redis, "decon-emb")
+    config = {"campaign": "decon-emb", "experts": [{"name": "a"}, {"name": "b"}],
+              "screening": {"rating": {"enabled": False}}}  # fmt: skip
+    state.create(config, expected_mine=3)
+    for iid, text in (
+        ("paraphrase", PARAPHRASE),  # HumanEval/0 in other words: no 13-gram in common
+        ("lru", "Implement an LRU cache class with get and put methods that both run in constant time."),
+    ):
+        rt.store.put_json(f"runs/decon-emb/instructions/{iid}.json", {"id": iid, "text": text, "finish_reason": "stop"})
+    assert tasks.screen(rt, "decon-emb", "paraphrase") is False
+    assert tasks.screen(rt, "decon-emb", "lru") is True
+    record = state.table("contamination")["paraphrase"]
+    assert (record["benchmark"], record["task_id"], record["method"]) == ("humaneval", "HumanEval/0", "embedding")
+    assert record["similarity"] >= 0.8
+
+
+def test_embedding_threshold_is_configurable(warrior_env: dict[str, str]) -> None:
+    rt = get_runtime()
+    state = CampaignState(rt.redis, "decon-loose")
+    config = {"campaign": "decon-loose", "experts": [{"name": "a"}, {"name": "b"}],
+              "screening": {"rating": {"enabled": False},
+                            "decontamination": {"embedding": {"threshold": 0.95}}}}  # fmt: skip
+    state.create(config, expected_mine=1)
+    rt.store.put_json("runs/decon-loose/instructions/p.json", {"id": "p", "text": PARAPHRASE, "finish_reason": "stop"})
+    assert tasks.screen(rt, "decon-loose", "p") is True
+
+
+def test_humaneval_statements_are_the_docstring_words() -> None:
+    problem = benchmarks.humaneval()[0]
+    assert problem.statement.startswith("Check if in given list of numbers")
+    assert ">>>" not in problem.statement and "def " not in problem.statement

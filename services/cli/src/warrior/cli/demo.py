@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,12 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
         _say("building the dataset (final ratings, winners, immutable version)")
         manifest = ops.build_dataset(app, campaign, config.dataset.name)
         final = ops.finalize(app, campaign)
+        categories = Counter(ops.CampaignState(rt.redis, campaign).table("categories").values())
     finally:
         stack.down(echo=_say)
     leaderboard = [
-        {k: row[k] for k in ("expert", "rating", "ci_low", "ci_high", "battles")} for row in final["leaderboard"]
+        {k: row[k] for k in ("expert", "rating", "ci_low", "ci_high", "battles", "win_rate", "categories")}
+        for row in final["leaderboard"]
     ]
     _say(
         "\nleaderboard\n"
@@ -62,7 +65,10 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
             "mined": snap["instructions"]["mined"],
             "kept": snap["instructions"]["kept"],
             "dropped": snap["instructions"]["dropped"],
+            "categories": dict(categories.most_common()),
         },
+        "failures": snap["failures"],
+        "failure_examples": snap["failure_examples"],
         "battles": snap["battles"],
         "votes": snap["votes"],
         "leaderboard": leaderboard,

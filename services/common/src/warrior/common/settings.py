@@ -20,6 +20,7 @@ class Settings:
     redis_url: str
     store_url: str
     home: Path
+    cache_dir: Path  # content-addressed derived data (benchmark embeddings, fetched data) shared by homes
     registry_ttl_s: float
     grpc_deadline_s: float
     in_flight_per_expert: int
@@ -33,6 +34,10 @@ class Settings:
             redis_url=redis_url,
             store_url=store_url,
             home=home,
+            cache_dir=Path(
+                os.environ.get("WARRIOR_CACHE_DIR")
+                or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "warrior"
+            ).absolute(),
             registry_ttl_s=_positive_float("WARRIOR_REGISTRY_TTL_S", 15.0),
             grpc_deadline_s=_positive_float("WARRIOR_GRPC_DEADLINE_S", 300.0),
             # 0: twice the capacity the expert's replicas announce.

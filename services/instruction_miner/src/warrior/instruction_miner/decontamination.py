@@ -1,13 +1,17 @@
-"""Decontamination: drop a mined instruction that overlaps a benchmark problem (word 13-grams).
+"""Decontamination: drop a mined instruction that overlaps a benchmark problem.
 
-Pure logic: the index is built from (benchmark, task id, text) items, wherever they came from.
+Two checks: word 13-gram overlap (`ContaminationIndex`) and embedding similarity to a problem's
+statement (`EmbeddingIndex`). Pure logic: the indexes are built from (benchmark, task id, text)
+items and, for embeddings, a function that embeds texts, wherever they came from.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 _WORD = re.compile(r"\w+")
 
@@ -23,7 +27,18 @@ class BenchmarkItem:
 class Contamination:
     benchmark: str
     task_id: str
-    ngram: str  # the shared word sequence, for the record
+    ngram: str  # the shared word sequence, for the record ("" for an embedding match)
+    method: str = "ngram"  # "ngram" or "embedding"
+    similarity: float | None = None  # cosine similarity of an embedding match
+
+    def record(self) -> dict[str, object]:
+        """What the campaign records beside the drop."""
+        out: dict[str, object] = {"benchmark": self.benchmark, "task_id": self.task_id, "method": self.method}
+        if self.ngram:
+            out["ngram"] = self.ngram
+        if self.similarity is not None:
+            out["similarity"] = round(self.similarity, 4)
+        return out
 
 
 def words(text: str) -> list[str]:
@@ -65,3 +80,36 @@ class ContaminationIndex:
                 if " " + " ".join(gram) + " " in joined:
                     return Contamination(item.benchmark, item.task_id, " ".join(gram))
         return None
+
+
+class EmbeddingIndex:
+    """Benchmark statements as unit vectors; a text matches the closest one at or above `threshold`."""
+
+    def __init__(
+        self,
+        items: Sequence[BenchmarkItem],
+        vectors: np.ndarray,
+        embed: Callable[[list[str]], np.ndarray],
+        threshold: float,
+    ) -> None:
+        if len(items) != len(vectors):
+            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+        self.items = list(items)
+        self._vectors = np.asarray(vectors, dtype=np.float32)
+        self._embed = embed
+        self.threshold = threshold
+
+    def nearest(self, text: str) -> tuple[BenchmarkItem, float] | None:
+        """The most similar benchmark item and its cosine similarity."""
+        if not self.items:
+            return None
+        similarities = self._vectors @ self._embed([text])[0]
+        best = int(np.argmax(similarities))
+        return self.items[best], float(similarities[best])
+
+    def match(self, text: str) -> Contamination | None:
+        found = self.nearest(text)
+        if found is None or found[1] < self.threshold:
+            return None
+        item, similarity = found
+        return Contamination(item.benchmark, item.task_id, "", method="embedding", similarity=similarity)

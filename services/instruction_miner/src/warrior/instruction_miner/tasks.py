@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from pathlib import Path
+from typing import Any
 
-from warrior.common import benchmarks as benchmark_data
 from warrior.common.benchmarks import BenchmarkDataError
-from warrior.common.campaign_config import DecontaminationConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
+from warrior.common.embeddings import EmbeddingError
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
 from warrior.common.ledger import CallLedger
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
-from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex
+from warrior.instruction_miner.benchmark_index import contamination_index, embedding_index
+from warrior.instruction_miner.categories import categorize
 from warrior.instruction_miner.dedup_index import SharedDedupIndex
 from warrior.instruction_miner.filters import FilterLimits, clean_instruction, drop_reason
 from warrior.instruction_miner.prompts import completion_system_prompt, mining_system_prompt
+from warrior.instruction_miner.rating import rate
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +31,6 @@ def instruction_id(campaign: str, attacker: str, index: int) -> str:
 
 def instruction_key(campaign: str, iid: str) -> str:
     return f"runs/{campaign}/instructions/{iid}.json"
-
-
-@functools.lru_cache(maxsize=4)
-def _index(benchmarks: tuple[str, ...], ngram: int, mbpp_path: str | None, home: Path) -> ContaminationIndex:
-    problems = []
-    if "humaneval" in benchmarks:
-        problems += benchmark_data.humaneval()
-    if "mbpp" in benchmarks:
-        problems += benchmark_data.mbpp(mbpp_path, home / "benchmarks")
-    return ContaminationIndex((BenchmarkItem(p.benchmark, p.task_id, p.text) for p in problems), n=ngram)
-
-
-def contamination_index(config: DecontaminationConfig, home: Path) -> ContaminationIndex:
-    """The campaign's benchmark index, built once per process."""
-    return _index(tuple(sorted(config.benchmarks)), config.ngram, config.mbpp_path, home)
 
 
 def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
@@ -62,19 +47,20 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
         state.mark("mined", iid)
         state.mark("mine_done", unit)
         return iid
+    language = config.language(index)
     try:
         model = expert_model(rt.client, attacker)
         if model.chat_template:
             prefix = prequery_prefix(
                 model.chat_template,
-                config.mining.system_prompt or mining_system_prompt(config.language),
+                config.mining.system_prompt or mining_system_prompt(language),
                 bos_token=model.bos_token,
                 eos_token=model.eos_token,
             )
             stops = list(model.stop_strings)
             style = "chat_template"
         else:
-            system = config.mining.system_prompt or completion_system_prompt(config.language)
+            system = config.mining.system_prompt or completion_system_prompt(language)
             prefix = completion_prequery_prefix(system)
             stops = list(COMPLETION_STOPS)
             style = "completion"
@@ -106,6 +92,7 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
         "attacker": attacker,
         "attacker_revision": model.revision,
         "index": index,
+        "language": language,
         "prefix_style": style,
         "raw": response["text"],
         "text": clean_instruction(response["text"]),
@@ -118,8 +105,61 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
     return iid
 
 
+def screening_key(campaign: str, iid: str) -> str:
+    return f"runs/{campaign}/screening/{iid}.json"
+
+
+def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str) -> str | None:
+    """Drop reason from the benchmark checks (13-gram overlap, then embedding similarity), if any."""
+    settings = state.campaign_config().screening.decontamination
+    try:
+        hit = contamination_index(settings, rt.settings.cache_dir).match(text)
+        if hit is None and settings.embedding.enabled:
+            hit = embedding_index(settings, rt.settings.cache_dir).match(text)
+    except (BenchmarkDataError, EmbeddingError) as exc:
+        state.fail(f"decontamination:{iid}", str(exc))
+        return "decontamination_unavailable"
+    if hit is None:
+        return None
+    state.put("contamination", iid, hit.record())
+    return "contaminated"
+
+
+def _raters(rt: Runtime, state: CampaignState, attacker: str) -> list[str]:
+    """Every live expert of the campaign but the instruction's author."""
+    roster = set(state.campaign_config().expert_names) | state.members("roster")
+    return sorted(name for name in roster if name != attacker and rt.registry.resolve(name))
+
+
+def _quality(rt: Runtime, state: CampaignState, record: dict[str, Any]) -> dict[str, Any]:
+    """The raters' scores of the instruction (recorded once: a redelivery reuses the ledger's calls)."""
+    campaign, iid = state.campaign, record["id"]
+    config = state.campaign_config()
+    ledger = CallLedger(rt.store, campaign)
+
+    def call(expert: str, kind: str, request: dict[str, Any], invoke: Any) -> dict[str, Any]:
+        response, reused = ledger.call(expert, expert_model(rt.client, expert).revision, kind, request, invoke)
+        state.incr("ledger_reused" if reused else "engine_calls")
+        return response
+
+    return rate(
+        rt,
+        call,
+        record["text"],
+        record.get("language") or config.languages[0],
+        _raters(rt, state, record.get("attacker", "")),
+        config.screening.rating,
+        lambda rater, reason: state.fail(f"rate:{iid}:{rater}", reason),
+    )
+
+
 def screen(rt: Runtime, campaign: str, iid: str) -> bool:
-    """Shape filters, then campaign-wide near-duplicate removal; True when the instruction is kept."""
+    """Keep or drop one mined instruction; True when it is kept.
+
+    In order: shape filters, truncation, decontamination (13-grams, then embeddings), campaign-wide
+    near-duplicate removal, then difficulty/quality rating by every other live expert. Each drop is
+    recorded with its reason; a kept instruction is tagged with its task category.
+    """
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
     try:
@@ -133,14 +173,7 @@ def screen(rt: Runtime, campaign: str, iid: str) -> bool:
     if reason is None and record.get("finish_reason") == "length":
         reason = "truncated"  # the request ran past the mining token budget: its end is missing
     if reason is None:
-        try:
-            hit = contamination_index(config.screening.decontamination, rt.settings.home).match(record["text"])
-        except BenchmarkDataError as exc:
-            state.fail(f"decontamination:{iid}", str(exc))
-            hit, reason = None, "decontamination_unavailable"
-        if hit is not None:
-            reason = "contaminated"
-            state.put("contamination", iid, {"benchmark": hit.benchmark, "task_id": hit.task_id, "ngram": hit.ngram})
+        reason = _contamination(rt, state, iid, record["text"])
     if reason is None:
         index = SharedDedupIndex(
             rt.redis, campaign, threshold=config.screening.dedup_threshold, num_perm=config.screening.num_perm
@@ -149,10 +182,23 @@ def screen(rt: Runtime, campaign: str, iid: str) -> bool:
         if duplicate_of is not None:
             reason = "near_duplicate"
             state.put("duplicates", iid, duplicate_of)
+    quality: dict[str, Any] | None = None
+    if reason is None and config.screening.rating.enabled:
+        quality = _quality(rt, state, record)
+        state.put("quality", iid, quality)
+        if quality["mean"] is None:
+            reason = "unrated"  # no other expert could rate it; the failures say why
+        elif quality["mean"] < config.screening.rating.min_score:
+            reason = "low_quality"
     if reason is not None:
         state.drop(iid, reason)
         state.mark("screened", iid)
         return False
+    category = categorize(record["text"])
+    screening = {"id": iid, "category": category, "language": record.get("language") or config.languages[0],
+                 "quality": quality}  # fmt: skip
+    rt.store.put_json(screening_key(campaign, iid), screening, if_absent=True)
+    state.put("categories", iid, category)
     state.mark("kept", iid)
     state.mark("screened", iid)
     return True

@@ -149,16 +149,24 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
         battles, max_flip_rate=config.scoring.max_flip_rate, min_judgments=config.scoring.min_judge_judgments
     )
     untrusted = judge_panel.excluded(judges)
-    outcomes = [o for b in battles for o in outcomes_of(b, untrusted)]
+    by_battle = [(b, outcomes_of(b, untrusted)) for b in battles]
+    outcomes = [o for _, battle_outcomes in by_battle for o in battle_outcomes]
     experts = _experts(state, config)
     ratings = _ratings(outcomes, config, rounds=config.scoring.bootstrap_rounds, experts=experts)
     points = {r.expert: r.rating for r in ratings}
+    categories = state.table("categories")
     decisive: dict[str, list[int]] = {name: [0, 0] for name in points}
-    for o in outcomes:
-        if o.winner != "tie":
+    per_category: dict[str, dict[str, list[int]]] = {name: {} for name in points}
+    for battle, battle_outcomes in by_battle:
+        category = categories.get(battle["id"], "unknown")
+        for o in battle_outcomes:
+            if o.winner == "tie":
+                continue
             won, lost = (o.a, o.b) if o.winner == "a" else (o.b, o.a)
             decisive[won][0] += 1
             decisive[lost][1] += 1
+            per_category[won].setdefault(category, [0, 0])[0] += 1
+            per_category[lost].setdefault(category, [0, 0])[1] += 1
     leaderboard = [
         {
             "expert": r.expert,
@@ -169,6 +177,10 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
             "wins": decisive[r.expert][0],
             "losses": decisive[r.expert][1],
             "win_rate": round(decisive[r.expert][0] / max(1, sum(decisive[r.expert])), 3),
+            "categories": {
+                category: {"wins": won, "losses": lost, "win_rate": round(won / max(1, won + lost), 3)}
+                for category, (won, lost) in sorted(per_category[r.expert].items())
+            },
         }
         for r in ratings
     ]

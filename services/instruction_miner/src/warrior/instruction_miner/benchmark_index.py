@@ -1,0 +1,69 @@
+"""The benchmark indexes screening checks against, built once per process.
+
+The n-gram index covers each problem's full text (statement and reference code); the embedding
+index covers statements only (what a mined request would paraphrase). Benchmark embeddings are
+cached on disk (WARRIOR_CACHE_DIR, default ~/.cache/warrior), keyed by the model and the texts, so
+they are computed once per machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from warrior.common import benchmarks as benchmark_data
+from warrior.common.benchmarks import Problem
+from warrior.common.campaign_config import DecontaminationConfig
+from warrior.common.embeddings import embedder
+from warrior.common.ids import content_hash
+from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex, EmbeddingIndex
+
+
+def _problems(benchmarks: tuple[str, ...], mbpp_path: str | None, cache: Path) -> list[Problem]:
+    problems = []
+    if "humaneval" in benchmarks:
+        problems += benchmark_data.humaneval()
+    if "mbpp" in benchmarks:
+        problems += benchmark_data.mbpp(mbpp_path, cache / "benchmarks")
+    return problems
+
+
+@functools.lru_cache(maxsize=4)
+def _ngram_index(benchmarks: tuple[str, ...], ngram: int, mbpp_path: str | None, cache: Path) -> ContaminationIndex:
+    problems = _problems(benchmarks, mbpp_path, cache)
+    return ContaminationIndex((BenchmarkItem(p.benchmark, p.task_id, p.text) for p in problems), n=ngram)
+
+
+@functools.lru_cache(maxsize=4)
+def _embedding_index(
+    benchmarks: tuple[str, ...], model: str, threshold: float, mbpp_path: str | None, cache: Path
+) -> EmbeddingIndex:
+    items = [BenchmarkItem(p.benchmark, p.task_id, p.statement) for p in _problems(benchmarks, mbpp_path, cache)]
+    model_ = embedder(model)
+    texts = [item.text for item in items]
+    saved = cache / "benchmarks" / f"embeddings-{content_hash(model_.revision, texts, length=16)}.npy"
+    if saved.exists():
+        vectors = np.load(saved)
+    else:
+        vectors = model_.encode(texts)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        partial = saved.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(partial, vectors)
+        partial.replace(saved)  # whole or absent: a crashed writer leaves no half file behind
+    return EmbeddingIndex(items, vectors, model_.encode, threshold)
+
+
+def contamination_index(config: DecontaminationConfig, cache: Path) -> ContaminationIndex:
+    """The campaign's n-gram index."""
+    return _ngram_index(tuple(sorted(config.benchmarks)), config.ngram, config.mbpp_path, cache)
+
+
+def embedding_index(config: DecontaminationConfig, cache: Path) -> EmbeddingIndex:
+    """The campaign's embedding index (loads the embedding model on first use)."""
+    settings = config.embedding
+    return _embedding_index(
+        tuple(sorted(config.benchmarks)), settings.model, settings.threshold, config.mbpp_path, cache
+    )
