@@ -167,6 +167,34 @@ def cmd_dataset_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from warrior.dataset_builder.export import export_version
+
+    dest = export_version(_rt().store, args.name, args.version, args.dest)
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    text = (
+        f"dataset {args.name} exported to {dest}: {len(files)} files\n"
+        f"load it with: datasets.load_dataset('parquet', data_files='{dest}/parquet/*.parquet')"
+    )
+    _emit({"name": args.name, "dest": str(dest), "files": files}, args.json, text)
+    return 0
+
+
+def cmd_dataset_diff(args: argparse.Namespace) -> int:
+    from warrior.dataset_builder.diff import diff_versions, render_diff
+
+    store = _rt().store
+    a, b = args.a, args.b
+    if a is None or b is None:
+        versions = [v["version"] for v in list_versions(store, args.name)]
+        if len(versions) < 2:
+            raise DatasetNotFound(f"dataset {args.name!r} has {len(versions)} version(s); name two to compare")
+        a, b = versions[-2], versions[-1]
+    diff = diff_versions(store, args.name, a, b)
+    _emit(diff, args.json, render_diff(diff))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from warrior.cli.demo import run_demo
 
@@ -236,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="version id (default: the newest)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_dataset_show)
+    p = ds.add_parser("export", help="write a version's Parquet + JSONL files and card to a folder for load_dataset")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("dest", help="destination folder (missing or empty)")
+    p.add_argument("--version", help="version id (default: the latest)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_dataset_export)
+    p = ds.add_parser("diff", help="what changed between two versions: rows, winners, categories, settings")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("a", nargs="?", help="older version (default: the one before the newest)")
+    p.add_argument("b", nargs="?", help="newer version (default: the newest)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_dataset_diff)
 
     p = sub.add_parser("demo", help="up, run a campaign, build the dataset, print the leaderboard, down")
     p.add_argument("--config", default="configs/demo.yaml", help="campaign YAML (default: configs/demo.yaml)")
@@ -252,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT
-    except (ops.CampaignError, DatasetNotFound) as exc:
+    except (ops.CampaignError, DatasetNotFound, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except StackError as exc:

@@ -130,6 +130,12 @@ class ScoringConfig(_Strict):
 
 class DatasetConfig(_Strict):
     name: str = Field("arena", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    # Selection at build time: KCenterGreedy over instruction embeddings down to target_rows (None: all).
+    target_rows: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0)  # the first KCenterGreedy centre
+    # Winners whose instructions embed closer than this are near-duplicates (None: exact duplicates only;
+    # screening's MinHash index already removed near-duplicate requests).
+    near_dup_threshold: float | None = Field(None, gt=0.0, le=1.0)
 
 
 class MatchmakingConfig(_Strict):

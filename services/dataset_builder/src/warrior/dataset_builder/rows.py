@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+# Labels the screening stage gives an instruction; rows from before it did are simply without them.
+TAGS = ("category", "language")
+
 
 def candidate_row(instruction: dict[str, Any], battle: dict[str, Any], score: dict[str, Any]) -> dict[str, Any]:
-    """Everything needed to emit the training row once the final winner is known."""
+    """Everything needed to emit the training row once the final winner is known.
+
+    The instruction's category and language are carried along when it has them.
+    """
     row = {
         "id": instruction["id"],
         "campaign": instruction["campaign"],
@@ -15,6 +21,7 @@ def candidate_row(instruction: dict[str, Any], battle: dict[str, Any], score: di
         "attacker_revision": instruction["attacker_revision"],
         "provisional": {"winner": score["winner"], "scores": score["scores"]},
     }
+    row |= {tag: instruction[tag] for tag in TAGS if instruction.get(tag) is not None}
     return with_battle(row, battle)
 
 
@@ -31,9 +38,13 @@ def with_battle(candidate: dict[str, Any], battle: dict[str, Any]) -> dict[str, 
 
 
 def training_row(candidate: dict[str, Any], winner: str, scores: dict[str, float], ratings_key: str) -> dict[str, Any]:
-    """A chat record (`messages`) with its lineage, ready for an SFT trainer."""
+    """A chat record (`messages`) with its lineage, ready for an SFT trainer.
+
+    The lineage has `category` and `language` when the candidate has them (readers treat an absent
+    one as "unknown").
+    """
     answer = candidate["answers"][winner]
-    return {
+    row: dict[str, Any] = {
         "messages": [
             {"role": "user", "content": candidate["instruction"]},
             {"role": "assistant", "content": answer["text"]},
@@ -55,3 +66,5 @@ def training_row(candidate: dict[str, Any], winner: str, scores: dict[str, float
             "ratings": ratings_key,
         },
     }
+    row["lineage"] |= {tag: candidate[tag] for tag in TAGS if candidate.get(tag) is not None}
+    return row

@@ -7,7 +7,9 @@ from typing import Any
 from warrior.common.battles import load_battles
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import Runtime
-from warrior.dataset_builder.rows import candidate_row, training_row, with_battle
+from warrior.common.store import ObjectNotFound
+from warrior.dataset_builder.rows import TAGS, candidate_row, training_row, with_battle
+from warrior.dataset_builder.selection import SelectionConfig, select_rows
 from warrior.dataset_builder.versions import build_version
 
 
@@ -16,9 +18,17 @@ def row_key(campaign: str, iid: str) -> str:
 
 
 def collect(rt: Runtime, campaign: str, iid: str) -> None:
-    """Append this instruction's row (with lineage and its provisional winner) to the campaign's rows."""
+    """Append this instruction's row (with lineage and its provisional winner) to the campaign's rows.
+
+    The category and language that screening gave the instruction travel with the row.
+    """
     base = f"runs/{campaign}"
     instruction = rt.store.get_json(f"{base}/instructions/{iid}.json")
+    try:
+        screening = rt.store.get_json(f"{base}/screening/{iid}.json")
+    except ObjectNotFound:
+        screening = {}
+    instruction |= {tag: screening[tag] for tag in TAGS if screening.get(tag) is not None}
     battle = rt.store.get_json(f"{base}/battles/{iid}.json")
     score = rt.store.get_json(f"{base}/scores/{iid}.json")
     rt.store.put_json(row_key(campaign, iid), candidate_row(instruction, battle, score), if_absent=True)
@@ -27,8 +37,29 @@ def collect(rt: Runtime, campaign: str, iid: str) -> None:
     state.mark("finished", iid)
 
 
+def selection_config(rt: Runtime, campaign: str) -> SelectionConfig:
+    """The selection settings of the campaign's `dataset` section (defaults for an unknown campaign)."""
+    try:
+        dataset = CampaignState(rt.redis, campaign).campaign_config().dataset
+    except KeyError:
+        return SelectionConfig()
+    return SelectionConfig.from_dataset_config(dataset)
+
+
+def screening_drops(rt: Runtime, campaign: str) -> dict[str, int] | None:
+    """Instructions the campaign dropped before battles, reason -> count (None for an unknown campaign)."""
+    try:
+        return dict(CampaignState(rt.redis, campaign).snapshot()["instructions"]["dropped"])
+    except KeyError:
+        return None
+
+
 def build(rt: Runtime, campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
-    """A dataset version of the campaign's rows, each with the winner decided by the final ratings."""
+    """A dataset version of the campaign's rows, each with the winner decided by the final ratings.
+
+    The rows then go through the selection the campaign's `dataset` section configures (duplicates
+    out, then KCenterGreedy down to `target_rows`); the manifest records it and the screening drops.
+    """
     snapshot = rt.store.get_json(ratings_key)
     battles = load_battles(rt.store, campaign)  # newcomers' addenda included
     rows = []
@@ -39,6 +70,14 @@ def build(rt: Runtime, campaign: str, name: str, ratings_key: str) -> dict[str, 
             continue
         candidate = with_battle(candidate, battles[candidate["id"]])
         rows.append(training_row(candidate, decided["winner"], decided["scores"], ratings_key))
+    selection = select_rows(rows, selection_config(rt, campaign))
     return build_version(
-        rt.store, name, rows, campaigns=[campaign], ratings_key=ratings_key, leaderboard=snapshot["leaderboard"]
+        rt.store,
+        name,
+        selection.rows,
+        campaigns=[campaign],
+        ratings_key=ratings_key,
+        leaderboard=snapshot["leaderboard"],
+        selection=selection,
+        screening=screening_drops(rt, campaign),
     )
