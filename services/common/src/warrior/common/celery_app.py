@@ -35,11 +35,15 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         result_expires=7 * 24 * 3600,
-        task_routes={name: {"queue": queue} for name, queue in queues.TASK_QUEUES.items()},
+        # The route carries the default priority: `send_task` by name ignores task_default_priority,
+        # and a message without one would land in level 0, beside the newcomers' backfills.
+        task_routes={
+            name: {"queue": queue, "priority": queues.PRIORITY_DEFAULT} for name, queue in queues.TASK_QUEUES.items()
+        },
         task_default_queue=queues.MINE,
         # Redis emulates priorities with one list per level, 0 first: newcomers' backfill battles
         # are sent at 0 so they run before the campaign's regular work (sent at the default, 5).
-        task_default_priority=5,
+        task_default_priority=queues.PRIORITY_DEFAULT,
         task_queue_max_priority=9,
         broker_transport_options={
             "priority_steps": list(range(10)),

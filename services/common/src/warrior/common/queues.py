@@ -27,6 +27,7 @@ TASK_TRAIN: Final = "warrior.train"
 TASK_EVALUATE: Final = "warrior.evaluate"
 
 PRIORITY_NEWCOMER: Final = 0
+PRIORITY_DEFAULT: Final = 5
 
 TASK_QUEUES: Final = {
     TASK_MINE: MINE,
