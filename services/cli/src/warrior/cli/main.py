@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from warrior.cli import campaign as ops
@@ -195,6 +196,20 @@ def cmd_dataset_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flywheel(args: argparse.Namespace) -> int:
+    from warrior.cli.flywheel import FlywheelRun, render_report
+    from warrior.cli.flywheel_config import load_flywheel
+
+    flywheel = load_flywheel(args.config)
+    report = FlywheelRun(flywheel, echo=lambda m: print(m, file=sys.stderr, flush=True), timeout_s=args.timeout).run()
+    text = render_report(report)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.report).with_suffix(".md").write_text("```\n" + text + "\n```\n")
+    _emit(report, args.json, text)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from warrior.cli.demo import run_demo
 
@@ -277,6 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_dataset_diff)
 
+    p = sub.add_parser(
+        "flywheel",
+        help="campaign -> dataset -> train -> evaluate -> register -> follow-up battles, resumable",
+        description="Run the whole loop for a flywheel file; a rerun skips every step already recorded in the "
+        "object store (flywheel/<id>/) and resumes training from its last complete checkpoint.",
+    )
+    p.add_argument("--config", required=True, help="flywheel YAML (see configs/flywheel-demo.yaml)")
+    p.add_argument("--report", default="flywheel-report.json", help="where to write the report (JSON, and .md)")
+    p.add_argument("--timeout", type=float, default=7200, help="seconds each campaign may take")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_flywheel)
+
     p = sub.add_parser("demo", help="up, run a campaign, build the dataset, print the leaderboard, down")
     p.add_argument("--config", default="configs/demo.yaml", help="campaign YAML (default: configs/demo.yaml)")
     p.add_argument("--summary", default="demo-summary.json", help="where to write the JSON summary")
@@ -296,6 +323,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except RuntimeError as exc:
+        # Flywheel steps, exports and evaluations name the step and what to do; no traceback needed.
+        if type(exc).__name__ not in {"FlywheelError", "ExportError", "CheckpointError"}:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:

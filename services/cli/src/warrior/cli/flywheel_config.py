@@ -1,0 +1,137 @@
+"""The flywheel file: which campaign to run, which model to train on its winners, how to evaluate it.
+
+    flywheel: demo-flywheel                # id; names the records under flywheel/<id>/ in the store
+    campaign: demo.yaml                    # the campaign config (relative to this file)
+    target:
+      name: smollm2-135m-arena             # the trained model's expert name
+      base_expert: smollm2-135m            # the campaign's expert whose model is trained
+      base_model: ../models/hf/SmolLM2-135M-Instruct   # its Hugging Face folder (relative to this file)
+    train: {method: lora, training: {max_steps: 30}}    # any training-file keys but base_model/output/dataset
+    evaluate: {benchmarks: [humaneval], limit: 20}
+    followup: {per_expert: 2}
+
+Every key is checked before anything starts, the campaign file and the training keys included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from warrior.common.campaign_config import CampaignConfig, ConfigError, load_campaign_config
+from warrior.trainer.config import TrainConfig, parse_train_config
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfig(_Strict):
+    name: str = Field(pattern=_NAME)
+    base_expert: str = Field(pattern=_NAME)
+    base_model: str = Field(min_length=1)
+
+
+class EvaluateConfig(_Strict):
+    benchmarks: list[Literal["humaneval", "mbpp"]] = Field(["humaneval"], min_length=1)
+    limit: int | None = Field(20, ge=1)  # problems per benchmark (None: all)
+    max_tokens: int = Field(384, ge=16, le=8192)
+    timeout_s: float = Field(10.0, gt=0.0, le=600.0)
+    memory_mb: int = Field(512, ge=64, le=65536)
+    workers: int = Field(2, ge=1, le=64)
+
+
+class FollowupConfig(_Strict):
+    per_expert: int = Field(2, ge=1, le=100_000)
+
+
+class FlywheelConfig(_Strict):
+    flywheel: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    campaign: str
+    target: TargetConfig
+    train: dict[str, Any] = Field(default_factory=dict)
+    gguf_type: Literal["f16", "bf16", "f32", "q8_0"] = "f16"
+    evaluate: EvaluateConfig = EvaluateConfig()
+    followup: FollowupConfig = FollowupConfig()
+
+    @model_validator(mode="after")
+    def _train_keys_are_ours(self) -> FlywheelConfig:
+        taken = sorted({"base_model", "output", "dataset"} & set(self.train))
+        if taken:
+            raise ValueError(f"train.{taken[0]} is set by the flywheel (target and campaign); remove it")
+        return self
+
+    def train_config(self, dataset: str, version: str) -> TrainConfig:
+        """The training file for the target on a dataset version."""
+        data = dict(self.train) | {
+            "base_model": self.target.base_model,
+            "output": self.target.name,
+            "dataset": {"name": dataset, "version": version},
+        }
+        return parse_train_config(data, "flywheel train")
+
+
+class Flywheel:
+    """A validated flywheel file with its campaign config loaded."""
+
+    def __init__(self, config: FlywheelConfig, campaign: CampaignConfig, source: Path) -> None:
+        self.config = config
+        self.campaign = campaign
+        self.source = source
+
+    @property
+    def id(self) -> str:
+        return self.config.flywheel
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if error["type"] == "missing":
+        return f"missing key '{where}'"
+    return f"bad value for '{where}': {error['msg']} (got {error.get('input')!r})"
+
+
+def load_flywheel(path: str | Path) -> Flywheel:
+    """Read and validate a flywheel file, its campaign file and its training keys."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read flywheel config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a flywheel config is a mapping of keys, got {type(data).__name__}")
+    try:
+        config = FlywheelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(_describe(dict(e)) for e in exc.errors())) from None
+    here = path.parent
+    config = config.model_copy(
+        update={
+            "campaign": str((here / config.campaign).resolve()),
+            "target": config.target.model_copy(update={"base_model": str((here / config.target.base_model).resolve())}),
+        }
+    )
+    campaign = load_campaign_config(config.campaign)
+    if config.target.base_expert not in campaign.expert_names:
+        raise ConfigError(
+            f"{path}: target.base_expert {config.target.base_expert!r} is not an expert of {config.campaign} "
+            f"({', '.join(campaign.expert_names)})"
+        )
+    if config.target.name in campaign.expert_names:
+        raise ConfigError(f"{path}: target.name {config.target.name!r} is already an expert of the campaign")
+    if not Path(config.target.base_model).is_dir():
+        raise ConfigError(f"{path}: target.base_model {config.target.base_model} is not a folder (run `make install`)")
+    try:
+        config.train_config(campaign.dataset.name, "latest")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return Flywheel(config, campaign, path)
