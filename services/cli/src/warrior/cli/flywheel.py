@@ -212,34 +212,18 @@ class FlywheelRun:
         ev = self.cfg.evaluate
         out: dict[str, Any] = {}
         for benchmark in ev.benchmarks:
-            problems = evaluation.load_problems(benchmark, ev.limit, cache_dir=self.settings.cache_dir / "benchmarks")
             out[benchmark] = {}
             for role, expert in (("base", self.base_name), ("trained", self.cfg.target.name)):
                 revision = expert_model(rt.client, expert).revision
-                key = evaluation.result_key(model=expert, revision=revision, benchmark=benchmark)
-                if self.store.exists(key):
-                    stored = self.store.get_json(key)
-                else:
-                    self.echo(f"[evaluate] {benchmark}: {expert} on {len(problems)} problems (greedy)")
-                    result = evaluation.evaluate(
-                        problems,
-                        evaluation.expert_generator(rt.client, expert, ev.max_tokens),
-                        workers=ev.workers,
-                        timeout_s=ev.timeout_s,
-                        memory_mb=ev.memory_mb,
-                        progress=lambda done, total: self.echo(f"[evaluate]   {done}/{total}")
-                        if done == total or done % 10 == 0
-                        else None,
-                    )
-                    evaluation.store_result(self.store, result, model=expert, revision=revision, benchmark=benchmark)
-                    stored = self.store.get_json(key)
-                out[benchmark][role] = {
-                    "expert": expert,
-                    "revision": revision,
-                    "pass_at_1": stored["pass_at_1"],
-                    "passed": stored["passed"],
-                    "total": stored["total"],
-                    "result": key,
+                self.echo(f"[evaluate] {benchmark}: {expert} ({role}), greedy")
+                stored = evaluation.evaluate_expert(
+                    rt.client, self.store, expert, revision, benchmark,
+                    cache_dir=self.settings.cache_dir, limit=ev.limit, max_tokens=ev.max_tokens, workers=ev.workers,
+                    timeout_s=ev.timeout_s, memory_mb=ev.memory_mb,
+                    progress=lambda done, total: self.echo(f"[evaluate]   {done}/{total}") if done % 10 == 0 else None,
+                )  # fmt: skip
+                out[benchmark][role] = {"expert": expert, "revision": revision, "result": stored["key"]} | {
+                    k: stored[k] for k in ("pass_at_1", "passed", "total")
                 }
                 self.echo(f"[evaluate] {benchmark}: {expert} pass@1 {stored['pass_at_1']:.3f} "
                           f"({stored['passed']}/{stored['total']})")  # fmt: skip

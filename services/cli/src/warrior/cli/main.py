@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,31 @@ def cmd_dataset_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from warrior.common.model_info import expert_model
+    from warrior.trainer.evaluation import evaluate_expert
+
+    rt = _rt()
+    if not rt.registry.resolve(args.expert):
+        raise ops.CampaignError(f"expert {args.expert!r} is not registered (see `warrior experts`)")
+    revision = expert_model(rt.client, args.expert).revision
+    stored = evaluate_expert(
+        rt.client, rt.store, args.expert, revision, args.benchmark,
+        cache_dir=rt.settings.cache_dir, limit=args.limit, max_tokens=args.max_tokens, workers=args.workers,
+        timeout_s=args.timeout,
+        progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr, flush=True) if done % 10 == 0 else None,
+    )  # fmt: skip
+    failures = [o for o in stored["outcomes"] if not o["passed"]]
+    text = (
+        f"{args.expert} ({revision}) on {args.benchmark}: pass@1 {stored['pass_at_1']:.3f} "
+        f"({stored['passed']}/{stored['total']}){' [stored earlier]' if stored['reused'] else ''}\n"
+        f"per-problem outcomes: {stored['key']}; failures by status: "
+        + ", ".join(f"{s} {n}" for s, n in sorted(Counter(o["status"] for o in failures).items()))
+    )
+    _emit(stored, args.json, text)
+    return 0
+
+
 def cmd_flywheel(args: argparse.Namespace) -> int:
     from warrior.cli.flywheel import FlywheelRun, render_report
     from warrior.cli.flywheel_config import load_flywheel
@@ -291,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", nargs="?", help="newer version (default: the newest)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_dataset_diff)
+
+    p = sub.add_parser("eval", help="pass@1 of a registered expert on HumanEval or MBPP (greedy, sandboxed)")
+    p.add_argument("--expert", required=True, help="a registered expert (see `warrior experts`)")
+    p.add_argument("--benchmark", choices=["humaneval", "mbpp"], default="humaneval")
+    p.add_argument("--limit", type=int, help="the first N problems only (stored under its own name)")
+    p.add_argument("--max-tokens", type=int, default=512, help="generation budget per problem")
+    p.add_argument("--workers", type=int, default=2, help="problems in flight at once")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds each program may run")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
         "flywheel",

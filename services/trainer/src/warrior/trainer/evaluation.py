@@ -341,3 +341,42 @@ def store_result(store: ObjectStore, result: EvalResult, *, model: str, revision
     if not store.put_json(key, payload, if_absent=True):
         raise EvalResultExists(f"an evaluation result is already stored under {key!r}")
     return key
+
+
+def evaluate_expert(
+    client: Any,
+    store: ObjectStore,
+    expert: str,
+    revision: str,
+    benchmark: Literal["humaneval", "mbpp"],
+    *,
+    cache_dir: Path,
+    limit: int | None = None,
+    max_tokens: int = 512,
+    workers: int = 2,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """pass@1 of a registered expert on a benchmark, stored once per (expert, revision, benchmark).
+
+    A result already stored for this revision and problem set is returned as is (with ``reused``),
+    so a repeated or redelivered evaluation costs nothing. A partial run (``limit``) is stored under
+    its own name (``humaneval-first20``), never in place of the full benchmark's result.
+    """
+    label = benchmark if limit is None else f"{benchmark}-first{limit}"
+    key = result_key(model=expert, revision=revision, benchmark=label)
+    if store.exists(key):
+        stored = dict(store.get_json(key))
+        return stored | {"key": key, "reused": True}
+    problems = load_problems(benchmark, limit, cache_dir=cache_dir)
+    result = evaluate(
+        problems,
+        expert_generator(client, expert, max_tokens),
+        workers=workers,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        progress=progress,
+    )
+    store_result(store, result, model=expert, revision=revision, benchmark=label)
+    return dict(store.get_json(key)) | {"key": key, "reused": False}

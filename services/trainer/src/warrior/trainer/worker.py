@@ -54,3 +54,24 @@ def train(self: Task, config: dict[str, Any] | str, export: list[str] | None = N
         formats = parse_formats(",".join(export))
         export_run(rt.store, result.final_key, formats, work_dir / "exports" / parsed.output / result.run)
     return result.final_key
+
+
+@app.task(name=queues.TASK_EVALUATE, bind=True)
+def evaluate(
+    self: Task, expert: str, benchmark: str, limit: int | None = None, max_tokens: int = 512
+) -> dict[str, Any]:
+    """pass@1 of a registered expert (greedy, sandboxed); returns the stored result's summary."""
+    from warrior.common.model_info import expert_model
+    from warrior.trainer.evaluation import evaluate_expert
+
+    rt = get_runtime()
+    if not rt.admit(self.request.id, queues.TASK_EVALUATE):
+        raise RuntimeError(f"{queues.TASK_EVALUATE} {self.request.id}: dead-lettered after repeated deliveries")
+    if benchmark not in ("humaneval", "mbpp"):
+        raise ValueError(f"unknown benchmark {benchmark!r} (expected 'humaneval' or 'mbpp')")
+    revision = expert_model(rt.client, expert).revision
+    stored = evaluate_expert(
+        rt.client, rt.store, expert, revision, benchmark,  # type: ignore[arg-type]
+        cache_dir=rt.settings.cache_dir, limit=limit, max_tokens=max_tokens,
+    )  # fmt: skip
+    return {k: stored[k] for k in ("key", "pass_at_1", "passed", "total", "reused")}
