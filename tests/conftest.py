@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from warrior.cli.stack import LocalStack
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.celery_app import make_celery
 from warrior.common.runtime import Runtime, get_runtime
+
+# Property-based tests (tests/test_fuzz_*.py) run the same examples on every machine: derandomized,
+# no example database, a bounded number of examples. HYPOTHESIS_PROFILE=explore searches further.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("explore", settings.get_profile("ci"), derandomize=False, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class Stack:

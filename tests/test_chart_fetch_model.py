@@ -107,3 +107,31 @@ def test_script_needs_nothing_beyond_the_images() -> None:
         for alias in node.names
     }
     assert imported - set(sys.stdlib_module_names) <= {"minio", "urllib3", "__future__"}
+
+
+def test_credentials_from_mounted_files_never_from_the_url(
+    fetch_model: ModuleType,
+    s3_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from minio import Minio
+
+    client = Minio(s3_endpoint.removeprefix("http://"), access_key="test", secret_key="test", secure=False)
+    client.make_bucket("filekeys")
+    client.put_object("filekeys", "models/m/w.bin", io.BytesIO(b"w"), 1)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+        (tmp_path / name).write_text("test\n")
+        monkeypatch.setenv(f"{name}_FILE", str(tmp_path / name))
+    url = f"s3://filekeys?endpoint={s3_endpoint}"
+    assert fetch_model.main(["--url", url, "--prefix", "models/m/", "--dest", str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "w.bin").read_bytes() == b"w"
+    capsys.readouterr()
+    secret_url = f"s3://filekeys?endpoint=http://AKIA:sup3rs3cret@{s3_endpoint.removeprefix('http://')}"
+    assert fetch_model.main(["--url", secret_url, "--prefix", "models/m/", "--dest", str(tmp_path / "e")]) == 1
+    out = capsys.readouterr()
+    assert "may not carry credentials" in out.err and "sup3rs3cret" not in out.out + out.err

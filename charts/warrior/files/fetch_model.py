@@ -5,7 +5,8 @@
 Every object under ``<store prefix>/<prefix>`` is written to ``<dest>/<its key relative to prefix>``,
 streamed to a temporary file and renamed into place, so a restarted init container never sees half a
 file; a file already there with the object's size is skipped. A ``file://`` URL copies from a mounted
-folder. Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, as for every warrior process.
+folder. Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or files named by
+AWS_ACCESS_KEY_ID_FILE / AWS_SECRET_ACCESS_KEY_FILE), as for every warrior process, never from the URL.
 Needs only the ``minio`` client, which every warrior image has (warrior-common depends on it).
 """
 
@@ -31,6 +32,17 @@ def _target(dest: Path, relative: str) -> Path:
     return dest.joinpath(*parts)
 
 
+def _credential(name: str) -> str:
+    """The variable's value, or the content of the file `<name>_FILE` names (a mounted Secret)."""
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return os.environ.get(name, "")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise FetchError(f"{name}_FILE={path}: cannot read the file ({exc.strerror})") from None
+
+
 def fetch_s3(url: str, prefix: str, dest: Path) -> int:
     from minio.error import MinioException
     from urllib3.exceptions import HTTPError
@@ -52,9 +64,9 @@ def _fetch_s3(url: str, prefix: str, dest: Path) -> int:
     endpoint = urlsplit(query["endpoint"][0])
     if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
         raise FetchError(f"endpoint {query['endpoint'][0]!r} must be http(s)://host[:port]")
-    access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    access, secret = _credential("AWS_ACCESS_KEY_ID"), _credential("AWS_SECRET_ACCESS_KEY")
     if not access or not secret:
-        raise FetchError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
+        raise FetchError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or their *_FILE variables) must be set")
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=10, read=300),
         retries=urllib3.Retry(total=5, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]),
@@ -121,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     args.dest.mkdir(parents=True, exist_ok=True)
     try:
         scheme = urlsplit(args.url).scheme
+        if "@" in urlsplit(args.url).netloc or "@" in args.url.partition("?")[2]:
+            raise FetchError("the store URL may not carry credentials: give them in AWS_ACCESS_KEY_ID / ..._FILE")
         if scheme == "s3":
             count = fetch_s3(args.url, args.prefix, args.dest)
         elif scheme == "file":
             count = fetch_local(args.url, args.prefix, args.dest)
         else:
-            raise FetchError(f"unsupported store URL {args.url!r} (s3:// or file://)")
+            raise FetchError(f"unsupported store URL scheme {scheme!r} (s3:// or file://)")
     except (FetchError, OSError) as exc:
         print(f"fetch_model: {exc}", file=sys.stderr)
         return 1

@@ -104,12 +104,135 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if regexMatch "://[^/?]*@" .Values.objectStore.url -}}
 {{- fail "objectStore.url must not carry credentials: put them in objectStore.existingSecret" -}}
 {{- end -}}
+{{- $tls := .Values.grpc.tls -}}
+{{- if and $tls.enabled (not $tls.existingSecret) -}}
+{{- fail "grpc.tls.existingSecret is required with grpc.tls.enabled: the Secret with the experts' tls.crt, tls.key and ca.crt" -}}
+{{- end -}}
+{{- if and $tls.clientAuth.enabled (not $tls.enabled) -}}
+{{- fail "grpc.tls.clientAuth.enabled (mutual TLS) needs grpc.tls.enabled" -}}
+{{- end -}}
+{{- if and $tls.clientAuth.enabled (not $tls.clientAuth.existingSecret) -}}
+{{- fail "grpc.tls.clientAuth.existingSecret is required with mutual TLS: the Secret with the callers' tls.crt and tls.key" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the experts' gRPC port needs TLS or a token (probes then use the plain health port), else "". */}}
+{{- define "warrior.grpcLocked" -}}
+{{- if or .Values.grpc.tls.enabled .Values.grpc.token.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The gRPC security environment (warrior.common.security), as files from existing Secrets:
+(dict "root" $ "role" "expert"|"client"). Experts get their certificate and key (and the CA when
+callers must present certificates); callers get the CA, the name to check and their own certificate
+for mutual TLS. Both get the token file.
+*/}}
+{{- define "warrior.grpcEnv" -}}
+{{- $g := .root.Values.grpc -}}
+{{- if $g.tls.enabled }}
+{{- if eq .role "expert" }}
+- name: WARRIOR_GRPC_TLS_CERT
+  value: /etc/warrior-grpc/tls/tls.crt
+- name: WARRIOR_GRPC_TLS_KEY
+  value: /etc/warrior-grpc/tls/tls.key
+{{- if $g.tls.clientAuth.enabled }}
+- name: WARRIOR_GRPC_TLS_CA
+  value: /etc/warrior-grpc/tls/ca.crt
+- name: WARRIOR_GRPC_TLS_CLIENT_AUTH
+  value: require
+{{- end }}
+{{- else }}
+- name: WARRIOR_GRPC_TLS_CA
+  value: /etc/warrior-grpc/ca/ca.crt
+- name: WARRIOR_GRPC_TLS_SERVER_NAME
+  value: {{ $g.tls.serverName | quote }}
+{{- if $g.tls.clientAuth.enabled }}
+- name: WARRIOR_GRPC_TLS_CLIENT_CERT
+  value: /etc/warrior-grpc/client/tls.crt
+- name: WARRIOR_GRPC_TLS_CLIENT_KEY
+  value: /etc/warrior-grpc/client/tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $g.token.existingSecret }}
+- name: WARRIOR_GRPC_TOKEN_FILE
+  value: /etc/warrior-grpc/token/token
+{{- end }}
+{{- end -}}
+
+{{- define "warrior.grpcVolumeMounts" -}}
+{{- $g := .root.Values.grpc -}}
+{{- if $g.tls.enabled }}
+{{- if eq .role "expert" }}
+- name: grpc-tls
+  mountPath: /etc/warrior-grpc/tls
+  readOnly: true
+{{- else }}
+- name: grpc-ca
+  mountPath: /etc/warrior-grpc/ca
+  readOnly: true
+{{- if $g.tls.clientAuth.enabled }}
+- name: grpc-client-tls
+  mountPath: /etc/warrior-grpc/client
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $g.token.existingSecret }}
+- name: grpc-token
+  mountPath: /etc/warrior-grpc/token
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "warrior.grpcVolumes" -}}
+{{- $g := .root.Values.grpc -}}
+{{- if $g.tls.enabled }}
+{{- if eq .role "expert" }}
+- name: grpc-tls
+  secret:
+    secretName: {{ $g.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+      {{- if $g.tls.clientAuth.enabled }}
+      - {key: ca.crt, path: ca.crt}
+      {{- end }}
+{{- else }}
+# Only the CA of the experts' Secret: callers never see the experts' private key.
+- name: grpc-ca
+  secret:
+    secretName: {{ $g.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: ca.crt, path: ca.crt}
+{{- if $g.tls.clientAuth.enabled }}
+- name: grpc-client-tls
+  secret:
+    secretName: {{ $g.tls.clientAuth.existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $g.token.existingSecret }}
+- name: grpc-token
+  secret:
+    secretName: {{ $g.token.existingSecret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ $g.token.key }}, path: token}
+{{- end }}
 {{- end -}}
 
 {{/* The environment every warrior process reads (warrior.common.settings). */}}
 {{- define "warrior.env" -}}
 {{- $v := .Values -}}
 {{- if $v.redis.auth.existingSecret }}
+# warrior.common.settings puts it into REDIS_URL, percent-encoded: REDIS_URL itself never holds it.
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -117,7 +240,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       key: {{ $v.redis.auth.passwordKey }}
 {{- end }}
 - name: REDIS_URL
-  value: {{ printf "%s://%s%s:%d/%d%s" (ternary "rediss" "redis" $v.redis.tls) (ternary ":$(REDIS_PASSWORD)@" "" (not (empty $v.redis.auth.existingSecret))) $v.redis.host (int $v.redis.port) (int $v.redis.db) (ternary "?ssl_cert_reqs=required" "" $v.redis.tls) | quote }}
+  value: {{ printf "%s://%s%s:%d/%d%s" (ternary "rediss" "redis" $v.redis.tls) (ternary (printf "%s@" $v.redis.auth.username) "" (not (empty $v.redis.auth.username))) $v.redis.host (int $v.redis.port) (int $v.redis.db) (ternary "?ssl_cert_reqs=required" "" $v.redis.tls) | quote }}
 - name: WARRIOR_STORE_URL
   value: {{ $v.objectStore.url | quote }}
 {{- if $v.objectStore.existingSecret }}

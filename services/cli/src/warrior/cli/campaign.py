@@ -9,13 +9,14 @@ from typing import Any
 from celery import Celery
 
 from warrior.common import queues
-from warrior.common.campaign_config import CampaignConfig
+from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.campaign_state import CampaignState, list_campaigns
 
-__all__ = ["CampaignError", "CampaignState", "build_dataset", "finalize", "start", "status", "wait"]
+__all__ = ["CampaignError", "CampaignState", "build_dataset", "cancel", "finalize", "resume", "start", "status", "wait"]
 from warrior.common.ids import task_id
 from warrior.common.registry import Registry
 from warrior.common.runtime import DEADLETTER_KEY, Runtime
+from warrior.common.store import ObjectNotFound
 
 
 class CampaignError(RuntimeError):
@@ -53,6 +54,61 @@ def start(rt: Runtime, app: Celery, config: CampaignConfig, *, experts_timeout_s
                 task_id=task_id("mine", campaign, expert, index),
             )
     return campaign
+
+
+def resume(rt: Runtime, app: Celery, campaign: str, *, experts_timeout_s: float = 60.0) -> dict[str, int]:
+    """Continue a campaign after its stack was stopped, crashed or cancelled: re-send the first
+    unfinished stage of every unit of work; every stage skips what its records say is done and
+    reuses recorded model calls, so nothing is paid twice.
+
+    With Redis's state lost too, the campaign is recreated from `runs/<campaign>/config.json`
+    and re-driven from mining: each stage finds its records in the object store and moves on.
+    """
+    state = CampaignState(rt.redis, campaign)
+    if not state.exists():
+        try:
+            data = rt.store.get_json(f"runs/{campaign}/config.json")
+        except ObjectNotFound:
+            raise CampaignError(
+                f"unknown campaign {campaign!r}: not in Redis and no runs/{campaign}/config.json in the store"
+            ) from None
+        config = parse_campaign_config(data, f"runs/{campaign}/config.json")
+        state.create(config.model_dump(mode="json"), config.mining.per_expert * len(config.experts))
+        for name in config.expert_names:
+            state.mark("roster", name)
+    config = state.campaign_config()
+    wait_for_experts(rt.registry, config.expert_names, experts_timeout_s)
+    state.set_status("running")
+    attempt = f"resume{state.next_resume()}"
+    sent = {"mine": 0, "screen": 0, "battle": 0, "score": 0, "collect": 0}
+
+    def send(stage: str, name: str, args: list[Any], *key: object) -> None:
+        app.send_task(name, args=args, task_id=task_id(stage, campaign, *key, attempt))
+        sent[stage] += 1
+
+    mine_done = state.members("mine_done")
+    for expert, index in ((e, i) for e in config.expert_names for i in range(config.mining.per_expert)):
+        if f"{expert}:{index}" not in mine_done:
+            send("mine", queues.TASK_MINE, [campaign, expert, index], expert, index)
+    for iid in sorted(state.members("mined") - state.members("screened")):
+        send("screen", queues.TASK_SCREEN, [campaign, iid], iid)
+    battled, scored = state.members("battled"), state.members("scored")
+    for iid in sorted(state.members("kept") - state.members("finished")):
+        if iid in scored:
+            send("collect", queues.TASK_COLLECT, [campaign, iid], iid)
+        elif iid in battled:
+            send("score", queues.TASK_SCORE, [campaign, iid], iid)
+        else:
+            send("battle", queues.TASK_BATTLE, [campaign, iid], iid)
+    return sent
+
+
+def cancel(rt: Runtime, campaign: str) -> None:
+    """Stop a campaign cleanly: its queued tasks end without work; `resume` takes it up again."""
+    state = CampaignState(rt.redis, campaign)
+    if not state.exists():
+        raise CampaignError(f"unknown campaign {campaign!r}")
+    state.set_status("cancelled")
 
 
 def resolve_campaign(rt: Runtime, campaign: str | None) -> str:
@@ -104,8 +160,13 @@ def wait(rt: Runtime, campaign: str, *, timeout_s: float, interval_s: float = 2.
         if snap["done"]:
             if tty:
                 sys.stderr.write("\n")
-            state.set_status("finished")
+            if not state.cancelled():
+                state.set_status("finished")
             return state.snapshot()
+        if state.cancelled():
+            if tty:
+                sys.stderr.write("\n")
+            raise CampaignError(f"campaign {campaign!r} was cancelled: {line}")
         if elapsed > timeout_s:
             if tty:
                 sys.stderr.write("\n")

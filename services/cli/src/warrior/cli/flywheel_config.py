@@ -18,10 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from warrior.common.campaign_config import CampaignConfig, ConfigError, load_campaign_config
+from warrior.common.campaign_config import (
+    CampaignConfig,
+    ConfigError,
+    describe_errors,
+    load_campaign_config,
+    read_text,
+    read_yaml,
+)
 from warrior.trainer.config import TrainConfig, parse_train_config
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -31,15 +37,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _path(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    return value
+
+
 class TargetConfig(_Strict):
     name: str = Field(pattern=_NAME)
     base_expert: str = Field(pattern=_NAME)
     base_model: str = Field(min_length=1)
 
+    _base_model_path = field_validator("base_model")(_path)
+
 
 class EvaluateConfig(_Strict):
     benchmarks: list[Literal["humaneval", "mbpp"]] = Field(["humaneval"], min_length=1)
-    limit: int | None = Field(20, ge=1)  # problems per benchmark (None: all)
+    limit: int | None = Field(20, ge=1, le=1_000_000)  # problems per benchmark (None: all)
     max_tokens: int = Field(384, ge=16, le=8192)
     timeout_s: float = Field(10.0, gt=0.0, le=600.0)
     memory_mb: int = Field(512, ge=64, le=65536)
@@ -52,12 +66,14 @@ class FollowupConfig(_Strict):
 
 class FlywheelConfig(_Strict):
     flywheel: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    campaign: str
+    campaign: str = Field(min_length=1)
     target: TargetConfig
     train: dict[str, Any] = Field(default_factory=dict)
     gguf_type: Literal["f16", "bf16", "f32", "q8_0"] = "f16"
     evaluate: EvaluateConfig = EvaluateConfig()
     followup: FollowupConfig = FollowupConfig()
+
+    _campaign_path = field_validator("campaign")(_path)
 
     @model_validator(mode="after")
     def _train_keys_are_ours(self) -> FlywheelConfig:
@@ -89,30 +105,16 @@ class Flywheel:
         return self.config.flywheel
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key '{where}'"
-    if error["type"] == "missing":
-        return f"missing key '{where}'"
-    return f"bad value for '{where}': {error['msg']} (got {error.get('input')!r})"
-
-
 def load_flywheel(path: str | Path) -> Flywheel:
     """Read and validate a flywheel file, its campaign file and its training keys."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read flywheel config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(read_text(path, "flywheel config"), str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a flywheel config is a mapping of keys, got {type(data).__name__}")
     try:
         config = FlywheelConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(_describe(dict(e)) for e in exc.errors())) from None
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from None
     here = path.parent
     config = config.model_copy(
         update={
@@ -120,7 +122,10 @@ def load_flywheel(path: str | Path) -> Flywheel:
             "target": config.target.model_copy(update={"base_model": str((here / config.target.base_model).resolve())}),
         }
     )
-    campaign = load_campaign_config(config.campaign)
+    try:
+        campaign = load_campaign_config(config.campaign)
+    except ConfigError as exc:  # names the campaign file and its key; this says which flywheel key led there
+        raise ConfigError(f"{path}: campaign: {exc}") from None
     if config.target.base_expert not in campaign.expert_names:
         raise ConfigError(
             f"{path}: target.base_expert {config.target.base_expert!r} is not an expert of {config.campaign} "

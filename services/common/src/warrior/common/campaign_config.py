@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,13 @@ from warrior.common.ids import content_hash, validate_campaign_id
 
 class ConfigError(ValueError):
     """A campaign file that cannot be used; the message names the file and the offending key."""
+
+
+# Seeds and counts end up in JSON (content hashes, records) and in 64-bit fields (gRPC, numpy).
+MAX_INT = 2**63 - 1
+# A config is a few dozen keys; YAML aliases may share nodes, but the document they expand to is
+# what every validator walks, so its size is bounded (a "billion laughs" file is refused at once).
+MAX_YAML_NODES = 100_000
 
 
 class _Strict(BaseModel):
@@ -61,7 +69,7 @@ class MiningConfig(_Strict):
     sampling: Sampling = Sampling(temperature=1.2, top_p=0.99, max_tokens=256)
     grid: list[SamplingCell] = Field(default_factory=lambda: list(PAPER_GRID))
     system_prompt: str | None = None
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_INT)
 
     def cycle_length(self) -> int:
         """Mining units in one pass over the grid (each cell counted by its weight)."""
@@ -105,8 +113,8 @@ class ScreeningConfig(_Strict):
     decontamination: DecontaminationConfig = DecontaminationConfig()
     dedup_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     num_perm: int = Field(128, ge=16, le=1024)
-    min_words: int = Field(5, ge=1)
-    max_chars: int = Field(2000, ge=20)
+    min_words: int = Field(5, ge=1, le=MAX_INT)
+    max_chars: int = Field(2000, ge=20, le=MAX_INT)
     rating: RatingConfig = RatingConfig()
 
 
@@ -115,7 +123,7 @@ class BattleConfig(_Strict):
     judge_mode: Literal["auto", "text", "logprobs"] = "auto"
     judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
     tie_margin: float = Field(0.05, ge=0.0, lt=1.0)
-    min_competitors: int = Field(2, ge=2)
+    min_competitors: int = Field(2, ge=2, le=MAX_INT)
 
 
 class ScoringConfig(_Strict):
@@ -123,16 +131,16 @@ class ScoringConfig(_Strict):
     alpha: float = Field(0.7, ge=0.0, le=1.0)
     # Judges whose two orders disagree more often than this are excluded from final ratings and winners.
     max_flip_rate: float = Field(0.5, ge=0.0, le=1.0)
-    min_judge_judgments: int = Field(5, ge=1)  # judgments needed before a judge can be excluded
+    min_judge_judgments: int = Field(5, ge=1, le=MAX_INT)  # judgments needed before a judge can be excluded
     bootstrap_rounds: int = Field(200, ge=0, le=10_000)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_INT)
 
 
 class DatasetConfig(_Strict):
     name: str = Field("arena", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     # Selection at build time: KCenterGreedy over instruction embeddings down to target_rows (None: all).
-    target_rows: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0)  # the first KCenterGreedy centre
+    target_rows: int | None = Field(None, ge=1, le=MAX_INT)
+    seed: int = Field(0, ge=0, le=MAX_INT)  # the first KCenterGreedy centre
     # Winners whose instructions embed closer than this are near-duplicates (None: exact duplicates only;
     # screening's MinHash index already removed near-duplicate requests).
     near_dup_threshold: float | None = Field(None, gt=0.0, le=1.0)
@@ -165,19 +173,22 @@ class CampaignConfig(_Strict):
     def _campaign_id(cls, value: str | None) -> str | None:
         return None if value is None else validate_campaign_id(value)
 
-    @model_validator(mode="after")
-    def _unique_experts(self) -> CampaignConfig:
-        names = [e.name for e in self.experts]
+    # Field validators (not model validators), so that the error names the key: 'experts', 'languages'.
+    @field_validator("experts")
+    @classmethod
+    def _unique_experts(cls, experts: list[ExpertConfig]) -> list[ExpertConfig]:
+        names = [e.name for e in experts]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"expert names must be unique; repeated: {', '.join(dupes)}")
-        return self
+        return experts
 
-    @model_validator(mode="after")
-    def _unique_languages(self) -> CampaignConfig:
-        if len(set(self.languages)) != len(self.languages):
-            raise ValueError(f"languages must be unique, got {self.languages}")
-        return self
+    @field_validator("languages")
+    @classmethod
+    def _unique_languages(cls, languages: list[str]) -> list[str]:
+        if len(set(languages)) != len(languages):
+            raise ValueError(f"languages must be unique, got {languages}")
+        return languages
 
     def language(self, index: int) -> str:
         """The language of mining unit `index`."""
@@ -194,13 +205,101 @@ class CampaignConfig(_Strict):
         return "c-" + content_hash(self.model_dump(mode="json"), length=12)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key '{where}'"
-    if error["type"] == "missing":
-        return f"missing key '{where}'"
-    return f"bad value for '{where}': {error['msg']} (got {error.get('input')!r})"
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 80, 80, 40
+
+
+def shown(value: Any) -> str:
+    """A short repr of a bad value for an error message, whatever its size or shape."""
+    try:
+        return _SHOWN.repr(value)
+    except ValueError:  # an int too long to print in decimal
+        return f"<{type(value).__name__}>"
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Every problem of a validation error, each with its key path ('(top level)' for the document)."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{where}'")
+        elif error["type"] == "missing":
+            problems.append(f"missing key '{where}'")
+        else:
+            problems.append(f"bad value for '{where}': {error['msg']} (got {shown(error.get('input'))})")
+    return "; ".join(problems)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> str | None:
+    """Why the document the node graph expands to cannot be used (None when it can): a node
+    that contains itself through an alias, or more than MAX_YAML_NODES nodes once aliases are
+    expanded. Iterative, linear in the nodes actually written."""
+    sizes: dict[int, int] = {}
+    ancestors: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            ancestors.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_YAML_NODES:
+                return f"it expands to more than {MAX_YAML_NODES} values (aliases included)"
+            continue
+        if key in sizes:
+            continue
+        if key in ancestors:
+            return f"an alias refers to a node that contains it (line {node.start_mark.line + 1})"
+        ancestors.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return None
+
+
+def read_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -> Any:
+    """The one document in `text` (safe tags only); any problem raises `error` naming `source`."""
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # the reader already refuses some characters here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problem = _check_expansion(node)
+        if problem:
+            raise error(f"{source}: not a usable YAML document: {problem}")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise error(f"{source}: not a usable YAML document: nested too deeply") from None
+    except ValueError as exc:  # a scalar the constructor cannot convert, e.g. an int of 5000 digits
+        if isinstance(exc, ConfigError):
+            raise
+        raise error(f"{source}: not valid YAML: {exc}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_text(path: Path, what: str, error: type[ConfigError] = ConfigError) -> str:
+    """The UTF-8 text of a config file; an unreadable file raises `error` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read {what} (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # a path with a NUL character
+        raise error(f"{shown(str(path))}: cannot read {what} ({exc})") from None
 
 
 def parse_campaign_config(data: Any, source: str = "<config>") -> CampaignConfig:
@@ -210,19 +309,11 @@ def parse_campaign_config(data: Any, source: str = "<config>") -> CampaignConfig
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_describe(dict(e)) for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {describe_errors(exc)}") from None
 
 
 def load_campaign_config(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read campaign config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_campaign_config(data, str(path))
+    text = read_text(path, "campaign config")
+    return parse_campaign_config(read_yaml(text, str(path)), str(path))

@@ -66,6 +66,14 @@ class CampaignState:
     def set_status(self, status: str) -> None:
         self._r.hset(self._k("meta"), "status", status)
 
+    def next_resume(self) -> int:
+        """Number this resume of the campaign (1, 2, ...): names the tasks it sends."""
+        return int(self._r.hincrby(self._k("meta"), "resumes", 1))
+
+    def cancelled(self) -> bool:
+        """True once `warrior campaign cancel` stopped the campaign: its queued tasks end without work."""
+        return self._r.hget(self._k("meta"), "status") in ("cancelled", b"cancelled")
+
     # -- stage marks -----------------------------------------------------------------------
     def mark(self, stage: str, item: str) -> bool:
         """Record that item reached stage; True only the first time."""

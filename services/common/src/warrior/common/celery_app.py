@@ -2,16 +2,52 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import threading
 import time
 from typing import Any
 
-from celery import Celery
+import redis.exceptions
+from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
 
 from warrior.common import queues
 from warrior.common.settings import Settings, celery_broker_url
+from warrior.common.store import StoreUnavailable
+
+# Errors that say "not now" rather than "never": Redis restarting, the object store unreachable.
+TRANSIENT_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, StoreUnavailable)
+RETRY_BUDGET_S = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
+_log = logging.getLogger(__name__)
+
+
+class WarriorTask(Task):  # type: ignore[misc]
+    """Every pipeline task retries transient errors in place, with exponential backoff (1 s doubling
+    to 30 s, jittered) for up to RETRY_BUDGET_S, instead of failing and losing its unit of work.
+
+    In place, not through Celery's `retry`: a retry is a new message, and publishing it fails
+    exactly when Redis is the thing that is down (Celery then rejects the original for good).
+    Tasks are idempotent, so running one again from the top is safe; each in-place attempt counts
+    as a retry (`request.retries`), so the delivery counter does not mistake it for a redelivery.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + RETRY_BUDGET_S
+        delay = 1.0
+        while True:
+            try:
+                return super().__call__(*args, **kwargs)
+            except TRANSIENT_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                _log.warning("%s: %s; trying again in %.1fs", self.name, exc, delay)
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(30.0, delay * 2)
+                request = self.request
+                if request is not None and request.id is not None:
+                    request.retries = (request.retries or 0) + 1
 
 
 def make_celery(service: str, settings: Settings | None = None) -> Celery:
@@ -25,7 +61,7 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     broker = celery_broker_url(settings.redis_url)
     visibility = float(os.environ.get("WARRIOR_VISIBILITY_TIMEOUT_S", "3600"))
-    app = Celery(f"warrior.{service}", broker=broker, backend=broker)
+    app = Celery(f"warrior.{service}", broker=broker, backend=broker, task_cls=WarriorTask)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -1,4 +1,8 @@
-"""Calling experts over gRPC: resolve through the registry, a deadline on every call, retry on replicas."""
+"""Calling experts over gRPC: resolve through the registry, a deadline on every call, retry on replicas.
+
+Channels follow warrior.common.security: TLS (and a client certificate) where the expert or this
+caller requires it, and the bearer token of WARRIOR_GRPC_TOKEN(_FILE) on every call.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from warrior.common.ledger import current_call_key
 from warrior.common.registry import ExpertRecord, Registry
+from warrior.common.security import ClientSecurity
 from warrior.v1 import expert_inference_pb2 as pb
 from warrior.v1 import expert_inference_pb2_grpc as pb_grpc
 
@@ -25,6 +31,15 @@ _RETRYABLE = {
     grpc.StatusCode.CANCELLED,
 }
 
+
+
+CALL_KEY_HEADER = "x-warrior-call-key"
+
+
+def _call_metadata() -> tuple[tuple[str, str], ...] | None:
+    """The ledger key of this call as request metadata, so the server can answer a repeat from memory."""
+    key = current_call_key()
+    return None if key is None else ((CALL_KEY_HEADER, key.rsplit("/", 1)[-1].removesuffix(".json")),)
 
 class ExpertUnavailable(RuntimeError):
     """No live replica of the expert answered; the message names the expert and the last error."""
@@ -84,17 +99,19 @@ class ExpertClient:
         backoff_s: float = 0.5,
         busy_budget_s: float = 120.0,
         in_flight_per_expert: int = 0,
+        security: ClientSecurity | None = None,
     ) -> None:
         """in_flight_per_expert bounds this process's concurrent calls to one expert; 0 means twice
         the capacity its replicas announce (enough to keep a batching engine full, not so many that
-        requests only queue there)."""
+        requests only queue there). security: TLS material and token (default: from the environment)."""
         self._registry = registry
+        self._security = security if security is not None else ClientSecurity.from_env()
         self._deadline_s = deadline_s
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._busy_budget_s = busy_budget_s
         self._in_flight_per_expert = in_flight_per_expert
-        self._channels: dict[str, grpc.Channel] = {}
+        self._channels: dict[tuple[str, bool], grpc.Channel] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
@@ -104,18 +121,20 @@ class ExpertClient:
                 channel.close()
             self._channels.clear()
 
-    def _stub(self, endpoint: str) -> pb_grpc.ExpertInferenceServiceStub:
+    def _stub(self, record: ExpertRecord) -> pb_grpc.ExpertInferenceServiceStub:
+        key = (record.endpoint, record.tls)
         with self._lock:
-            channel = self._channels.get(endpoint)
+            channel = self._channels.get(key)
             if channel is None:
-                channel = grpc.insecure_channel(
-                    endpoint,
+                channel = self._security.channel(
+                    record.endpoint,
+                    tls=record.tls,
                     options=[
                         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                         ("grpc.max_send_message_length", 64 * 1024 * 1024),
                     ],
                 )
-                self._channels[endpoint] = channel
+                self._channels[key] = channel
         return pb_grpc.ExpertInferenceServiceStub(channel)
 
     def replica(self, expert: str) -> ExpertRecord:
@@ -150,7 +169,7 @@ class ExpertClient:
             for record in replicas:
                 try:
                     with self._slot(expert, replicas):
-                        return call(self._stub(record.endpoint), self._deadline_s)
+                        return call(self._stub(record), self._deadline_s)
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                     detail = exc.details() if hasattr(exc, "details") else str(exc)
@@ -176,7 +195,7 @@ class ExpertClient:
 
     def complete(self, expert: str, prompt: str, sampling: dict[str, Any]) -> Generation:
         request = pb.CompleteRequest(prompt=prompt, sampling=sampling_pb(sampling))
-        reply = self._invoke(expert, lambda s, t: s.Complete(request, timeout=t))
+        reply = self._invoke(expert, lambda s, t: s.Complete(request, timeout=t, metadata=_call_metadata()))
         return Generation(reply.text, reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens)
 
     def chat(self, expert: str, messages: Sequence[dict[str, str]], sampling: dict[str, Any]) -> Generation:
@@ -184,7 +203,7 @@ class ExpertClient:
             messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
             sampling=sampling_pb(sampling),
         )
-        reply = self._invoke(expert, lambda s, t: s.Chat(request, timeout=t))
+        reply = self._invoke(expert, lambda s, t: s.Chat(request, timeout=t, metadata=_call_metadata()))
         return Generation(reply.text, reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens)
 
     def score_candidates(
@@ -199,5 +218,5 @@ class ExpertClient:
             assistant_prefix=assistant_prefix,
             candidates=list(candidates),
         )
-        reply = self._invoke(expert, lambda s, t: s.ScoreCandidates(request, timeout=t))
+        reply = self._invoke(expert, lambda s, t: s.ScoreCandidates(request, timeout=t, metadata=_call_metadata()))
         return {score.candidate: score.logprob for score in reply.scores}

@@ -23,7 +23,8 @@ def task_id(stage: str, campaign: str, *inputs: Any) -> str:
 
 def validate_campaign_id(value: str) -> str:
     """Campaign ids appear in object keys and Redis keys, so they are kept to a safe alphabet."""
-    if not _CAMPAIGN_ID.match(value):
+    # fullmatch: with match(), '$' also matches before a final newline ("demo\n" would pass).
+    if not _CAMPAIGN_ID.fullmatch(value):
         raise ValueError(
             f"campaign id {value!r} must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
         )

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from warrior.common.ids import content_hash
 from warrior.common.store import ObjectNotFound, ObjectStore
+
+# The ledger key of the model call this thread is making: the expert client sends it along, so a
+# server that already answered it (to a caller that died before recording) answers again for free.
+_current = threading.local()
+
+
+def current_call_key() -> str | None:
+    """The content hash of the call in progress on this thread, if it goes through the ledger."""
+    return getattr(_current, "key", None)
 
 
 class CallLedger:
@@ -41,7 +51,11 @@ class CallLedger:
             return self._store.get_json(key)["response"], True
         except ObjectNotFound:
             pass
-        response = invoke()
+        _current.key = key
+        try:
+            response = invoke()
+        finally:
+            _current.key = None
         record = {
             "expert": expert,
             "revision": revision,

@@ -53,3 +53,6 @@ SERVICE_QUEUES: Final = {
 }
 
 DEFAULT_GRPC_PORT: Final = 50051
+# The experts' plain-text health port (`warrior-expert --health-port`): grpc.health.v1 alone, for
+# probes that speak neither TLS nor tokens while those guard DEFAULT_GRPC_PORT.
+DEFAULT_HEALTH_PORT: Final = 50052

@@ -20,6 +20,9 @@ class ExpertRecord(BaseModel):
     name: str
     instance: str
     endpoint: str  # host:port of its gRPC server
+    # Whether that server speaks TLS, so callers open the right channel (a caller that trusts a CA
+    # of its own, WARRIOR_GRPC_TLS_CA, uses TLS whatever this says).
+    tls: bool = False
     model: str
     revision: str
     engine: str
@@ -124,6 +127,7 @@ def summarize(records: list[ExpertRecord]) -> list[dict[str, Any]]:
                 "state": r.state,
                 "replicas": 0,
                 "endpoints": [],
+                "tls": r.tls,
                 "capacity": 0,
                 "in_flight": 0,
                 "capabilities": r.capabilities,
@@ -131,6 +135,7 @@ def summarize(records: list[ExpertRecord]) -> list[dict[str, Any]]:
             },
         )
         row["replicas"] += 1
+        row["tls"] = row["tls"] and r.tls  # "tls" only when every replica speaks it
         row["endpoints"].append(r.endpoint)
         row["capacity"] += r.capacity
         row["in_flight"] += r.in_flight

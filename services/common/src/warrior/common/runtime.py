@@ -26,12 +26,14 @@ class Runtime:
     registry: Registry
     client: ExpertClient
 
-    def admit(self, task_id: str, task_name: str, max_deliveries: int = MAX_DELIVERIES) -> bool:
+    def admit(self, task_id: str, task_name: str, max_deliveries: int = MAX_DELIVERIES, *, attempt: int = 0) -> bool:
         """Count a delivery of a task; False (and dead-lettered) once it came back too many times.
 
-        A message whose task keeps killing its worker would otherwise be redelivered forever.
+        A message whose task keeps killing its worker would otherwise be redelivered forever. Each
+        retry `attempt` (a transient error: Redis or the store unreachable) has its own count: retries
+        are bounded by the task's max_retries, deliveries of one attempt by `max_deliveries`.
         """
-        key = f"warrior:deliveries:{task_id}"
+        key = f"warrior:deliveries:{task_id}" + (f":{attempt}" if attempt else "")
         count = int(self.redis.incr(key))
         self.redis.expire(key, 7 * 24 * 3600)
         if count <= max_deliveries:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from warrior.common.security import redact_url
 
 DEFAULT_HOME = ".warrior"
 
@@ -25,10 +28,19 @@ class Settings:
     grpc_deadline_s: float
     in_flight_per_expert: int
 
+    def __repr__(self) -> str:
+        # A Redis URL may carry a password: settings are printed with it masked.
+        return (
+            f"Settings(redis_url={redact_url(self.redis_url)!r}, store_url={redact_url(self.store_url)!r}, "
+            f"home={str(self.home)!r})"
+        )
+
     @classmethod
     def from_env(cls) -> Settings:
         home = Path(os.environ.get("WARRIOR_HOME", DEFAULT_HOME)).absolute()
-        redis_url = os.environ.get("REDIS_URL") or f"unix://{home / 'redis.sock'}"
+        given = os.environ.get("REDIS_URL")
+        # A password variable completes a given REDIS_URL; the embedded Redis of `warrior up` has none.
+        redis_url = redis_url_with_password(given) if given else f"unix://{home / 'redis.sock'}"
         store_url = os.environ.get("WARRIOR_STORE_URL") or f"file://{home / 'store'}"
         return cls(
             redis_url=redis_url,
@@ -65,6 +77,48 @@ def _non_negative_int(name: str, default: int) -> int:
     if not raw.isdigit():
         raise ValueError(f"environment variable {name}={raw!r} must be a whole number >= 0")
     return int(raw)
+
+
+def _redis_password() -> str | None:
+    """REDIS_PASSWORD, or the content of the file REDIS_PASSWORD_FILE names (a mounted Secret)."""
+    direct = os.environ.get("REDIS_PASSWORD", "")
+    path = os.environ.get("REDIS_PASSWORD_FILE", "").strip()
+    if direct and path:
+        raise ValueError("both REDIS_PASSWORD and REDIS_PASSWORD_FILE are set: use one")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                direct = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"REDIS_PASSWORD_FILE={path}: cannot read the file ({exc})") from None
+        if not direct:
+            raise ValueError(f"REDIS_PASSWORD_FILE={path}: the file is empty")
+    return direct or None
+
+
+def redis_url_with_password(url: str) -> str:
+    """REDIS_URL with the password of REDIS_PASSWORD / REDIS_PASSWORD_FILE put in (percent-encoded).
+
+    The password may then hold any character, and never has to be written into REDIS_URL itself.
+    An ACL user stays in the URL (`redis://warrior@host:6379/0`); a URL that already carries a
+    password and a password variable at the same time is ambiguous and refused.
+    """
+    password = _redis_password()
+    if password is None:
+        return url
+    parts = urlsplit(url)
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    if not at:
+        userinfo, hostinfo = "", parts.netloc
+    user, colon, existing = userinfo.partition(":")
+    if colon and existing:
+        if unquote(existing) == password:
+            return url
+        raise ValueError(
+            f"REDIS_URL={redact_url(url)} carries a password other than REDIS_PASSWORD(_FILE)'s: give it once"
+        )
+    netloc = f"{user}:{quote(password, safe='')}@{hostinfo}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def celery_broker_url(redis_url: str) -> str:

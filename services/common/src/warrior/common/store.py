@@ -9,7 +9,9 @@ directory in tests also works against S3 in production and vice versa.
 * ``file:///abs/path`` or a plain path -> :class:`LocalStore`
 * ``s3://bucket/optional/prefix?endpoint=http://host:9000[&region=...]`` ->
   :class:`S3Store`, with credentials taken only from ``AWS_ACCESS_KEY_ID`` and
-  ``AWS_SECRET_ACCESS_KEY`` so that they never end up in a URL, a log line or an error.
+  ``AWS_SECRET_ACCESS_KEY`` (or ``AWS_ACCESS_KEY_ID_FILE`` / ``AWS_SECRET_ACCESS_KEY_FILE``, files
+  such as a mounted Secret) so that they never end up in a URL, a log line or an error. A URL that
+  carries credentials is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from minio import Minio
 from minio.error import MinioException, S3Error, ServerError
 from minio.helpers import DictType
 from urllib3.exceptions import HTTPError
+
+from warrior.common.security import redact_url
 
 __all__ = [
     "InvalidKey",
@@ -55,6 +59,8 @@ _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
 _CONDITIONAL_CONFLICT_RETRIES = 5
 _ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 _SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+# The variable services read the store URL from, named in refusals.
+_STORE_URL_ENV = "WARRIOR_STORE_URL"
 # Everything the MinIO client raises for a failed request: S3 error replies, odd
 # responses, transport failures from urllib3, argument checks, raw socket errors.
 _S3_FAILURES = (MinioException, HTTPError, ValueError, OSError)
@@ -62,12 +68,16 @@ _S3_FAILURES = (MinioException, HTTPError, ValueError, OSError)
 # must not silently become a local directory called "s3:".
 # Needs two or more letters so that a Windows drive ("C:") still reads as a path.
 _SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
-# The user:password@ part of any URL (the store's own or its endpoint=) in a string.
-_USERINFO = re.compile(r"(?<=//)[^/?#@]*@")
+# A query parameter name fit to echo in a refusal (anything else may be a pasted secret).
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
 
 class StoreError(Exception):
     """Base error of the object store; the message names the key or URL concerned."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached (connection refused or reset, timeout, 5xx): worth retrying."""
 
 
 class ObjectNotFound(StoreError):
@@ -421,7 +431,11 @@ class S3Store(_JsonMixin):
 
     def _error(self, action: str, what: str, exc: Exception) -> StoreError:
         # MinIO's messages carry codes, resources and request ids, never credentials.
-        return StoreError(f"cannot {action} {what} in {self._where()}: {type(exc).__name__}: {exc}")
+        message = f"cannot {action} {what} in {self._where()}: {type(exc).__name__}: {exc}"
+        transient = isinstance(exc, (HTTPError, ConnectionError, TimeoutError)) or (
+            isinstance(exc, ServerError) and exc.status_code >= 500
+        )
+        return StoreUnavailable(message) if transient else StoreError(message)
 
     def _ensure_bucket(self) -> None:
         try:
@@ -532,28 +546,76 @@ class S3Store(_JsonMixin):
         return keys
 
 
-def _redact(url: str) -> str:
-    """Return ``url`` with any user:password@ parts masked, for error messages."""
-    return _USERINFO.sub("***@", url)
+def s3_credentials() -> tuple[str, str]:
+    """The S3 keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the files their ``*_FILE`` twins name.
+
+    The ``*_FILE`` form reads a mounted Secret; giving both forms of one key is ambiguous and refused.
+    Messages name the variables, never the values.
+    """
+    values = []
+    missing = []
+    for var in (_ACCESS_KEY_ENV, _SECRET_KEY_ENV):
+        direct = os.environ.get(var, "")
+        path = os.environ.get(f"{var}_FILE", "").strip()
+        if direct and path:
+            raise StoreError(f"both {var} and {var}_FILE are set: use one")
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    direct = handle.read().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StoreError(f"{var}_FILE={path}: cannot read the file ({exc})") from None
+            if not direct:
+                raise StoreError(f"{var}_FILE={path}: the file is empty")
+        if not direct:
+            missing.append(f"{var} (or {var}_FILE)")
+        values.append(direct)
+    if missing:
+        raise StoreError(f"an s3 store needs credentials in the environment; missing: {', '.join(missing)}")
+    return values[0], values[1]
+
+
+def _shown(parts: Any) -> str:
+    """An s3:// URL for messages: scheme, bucket, path, endpoint and region; other parameters only as "...".
+
+    A malformed or unknown parameter may be a key pasted in the wrong place, so its value (and a name
+    that does not look like one) is never echoed.
+    """
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True)
+    except ValueError:
+        query = {}
+    known = [f"{name}={query[name][0]}" for name in ("endpoint", "region") if query.get(name)]
+    if parts.query and len(known) < len(parts.query.split("&")):
+        known.append("...")
+    return redact_url(f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{'&'.join(known)}" if known else ""))
+
+
+def _param_names(names: builtins.list[str]) -> builtins.list[str]:
+    return [name if _PARAM_NAME.fullmatch(name) else "(unreadable)" for name in names]
 
 
 def _open_s3(raw_url: str) -> S3Store:
     parts = urlsplit(raw_url)
-    url = _redact(raw_url)
-    if url != raw_url:
+    if redact_url(raw_url) != raw_url or parts.username or parts.password:
+        # Not even the redacted URL: its other parts may hold the rest of a credential.
         raise StoreError(
-            f"s3 store URL {url!r} may not contain credentials; set {_ACCESS_KEY_ENV} and {_SECRET_KEY_ENV} instead"
+            f"the store URL ({_STORE_URL_ENV}) may not carry credentials; "
+            f"give them in {_ACCESS_KEY_ENV} / {_SECRET_KEY_ENV} (or their *_FILE variables)"
         )
+    url = _shown(parts)
     bucket = parts.netloc
     if not bucket:
         raise StoreError(f"s3 store URL {url!r} names no bucket (expected s3://bucket/prefix?endpoint=...)")
     try:
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError as exc:
-        raise StoreError(f"s3 store URL {url!r} has a malformed query: {exc}") from exc
+    except ValueError:
+        raise StoreError(f"s3 store URL {url!r} has a malformed query") from None
     unknown = sorted(set(query) - {"endpoint", "region"})
     if unknown:
-        raise StoreError(f"s3 store URL {url!r} has unknown parameters {unknown} (known: endpoint, region)")
+        raise StoreError(
+            f"s3 store URL {url!r} has unknown parameters {_param_names(unknown)} (known: endpoint, region)"
+        )
     for name, values in query.items():
         if len(values) != 1 or not values[0]:
             raise StoreError(f"s3 store URL {url!r} needs exactly one non-empty {name}=")
@@ -563,15 +625,13 @@ def _open_s3(raw_url: str) -> S3Store:
     scheme = urlsplit(endpoint).scheme
     if scheme not in ("http", "https"):
         raise StoreError(f"s3 endpoint {endpoint!r} in {url!r} must start with http:// or https://")
-    missing = [var for var in (_ACCESS_KEY_ENV, _SECRET_KEY_ENV) if not os.environ.get(var)]
-    if missing:
-        raise StoreError(f"s3 store {url!r} needs credentials in the environment; missing: {', '.join(missing)}")
+    access_key, secret_key = s3_credentials()
     return S3Store(
         endpoint=endpoint,
         bucket=bucket,
         prefix=unquote(parts.path).strip("/"),
-        access_key=os.environ[_ACCESS_KEY_ENV],
-        secret_key=os.environ[_SECRET_KEY_ENV],
+        access_key=access_key,
+        secret_key=secret_key,
         secure=scheme == "https",
         region=query["region"][0] if "region" in query else None,
     )
@@ -580,7 +640,8 @@ def _open_s3(raw_url: str) -> S3Store:
 def open_store(url: str) -> ObjectStore:
     """Open the store a URL names: ``file://``/plain path -> LocalStore, ``s3://`` -> S3Store.
 
-    S3 credentials come only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    S3 credentials come only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or their ``*_FILE``
+    variables); a URL carrying credentials is refused.
     """
     if not url:
         raise StoreError("empty store url")
@@ -592,7 +653,9 @@ def open_store(url: str) -> ObjectStore:
     scheme = urlsplit(url).scheme.lower()
     if scheme == "file":
         parts = urlsplit(url)
-        url = _redact(url)
+        url = redact_url(url)
+        if "@" in parts.netloc:
+            raise StoreError(f"the store URL ({_STORE_URL_ENV}) may not carry credentials: {url!r}")
         if parts.netloc not in ("", "localhost"):
             raise StoreError(f"file store URL {url!r} must be file:///absolute/path (got host {parts.hostname!r})")
         if parts.query or parts.fragment:

@@ -21,7 +21,9 @@ app = make_celery("dataset_builder")
 @app.task(name=queues.TASK_COLLECT, bind=True, ignore_result=True)
 def collect(self: Task, campaign: str, iid: str) -> None:
     rt = get_runtime()
-    if not rt.admit(self.request.id, queues.TASK_COLLECT):
+    if CampaignState(rt.redis, campaign).cancelled():
+        return None
+    if not rt.admit(self.request.id, queues.TASK_COLLECT, attempt=self.request.retries or 0):
         state = CampaignState(rt.redis, campaign)
         state.fail(f"collect:{iid}", "dead-lettered after repeated deliveries")
         state.mark("finished", iid)

@@ -23,9 +23,11 @@ import asyncio
 import hashlib
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from warrior.common.security import redact_url
 from warrior.expert_inference.engine import (
     EngineBusy,
     EngineInfo,
@@ -46,12 +48,21 @@ def _normalise_base_url(base_url: str) -> str:
     if url.endswith("/v1"):
         url = url[: -len("/v1")]
     if not url.startswith(("http://", "https://")):
-        raise EngineRequestError(f"base_url {base_url!r} must start with http:// or https://")
+        raise EngineRequestError(f"base_url {redact_url(base_url)!r} must start with http:// or https://")
+    if "@" in urlsplit(url).netloc:
+        # Credentials in the URL would reach logs and error messages; the key has its own variable.
+        raise EngineRequestError(
+            f"base_url {redact_url(base_url)!r} may not carry credentials: give the API key in the variable "
+            "named by --openai-api-key-env"
+        )
     return url
 
 
-def _server_message(response: httpx.Response) -> str:
-    """The error text of a refusal in any of the usual shapes (OpenAI, vLLM, TGI, FastAPI), truncated."""
+def _server_message(response: httpx.Response, secret: str | None = None) -> str:
+    """The error text of a refusal in any of the usual shapes (OpenAI, vLLM, TGI, FastAPI), truncated.
+
+    A server that echoes the API key back (some do, in "invalid key ..." messages) has it masked.
+    """
     try:
         body: Any = response.json()
     except ValueError:
@@ -68,14 +79,16 @@ def _server_message(response: httpx.Response) -> str:
         elif "detail" in body:
             message = body["detail"]
     text = " ".join(str(message).split())
+    if secret:
+        text = text.replace(secret, "***")
     return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 3] + "..."
 
 
-def _check(response: httpx.Response, base_url: str) -> dict[str, Any]:
+def _check(response: httpx.Response, base_url: str, secret: str | None = None) -> dict[str, Any]:
     """The JSON body of a 2xx response; engine errors for the rest (the key is never part of a message)."""
     status = response.status_code
     if status >= 400:
-        message = _server_message(response)
+        message = _server_message(response, secret)
         if status in (400, 404, 422):
             raise EngineRequestError(f"{base_url} refused the request (HTTP {status}): {message}")
         if status in (429, 503):
@@ -194,6 +207,7 @@ class OpenAICompatibleEngine:
         if capacity < 1:
             raise EngineRequestError(f"capacity={capacity} must be at least 1")
         self.base_url = _normalise_base_url(base_url)
+        self._api_key = api_key or None
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout_s = timeout_s
         self._capacity = capacity
@@ -256,7 +270,7 @@ class OpenAICompatibleEngine:
                 response = client.get(url)
         except httpx.HTTPError as exc:
             raise _transport_error(exc, url, timeout) from exc
-        listing = _check(response, self.base_url).get("data")
+        listing = _check(response, self.base_url, self._api_key).get("data")
         models = (
             [m for m in listing if isinstance(m, dict) and isinstance(m.get("id"), str)]
             if isinstance(listing, list)
@@ -298,7 +312,7 @@ class OpenAICompatibleEngine:
             raise _transport_error(exc, url, self._timeout_s) from exc
         finally:
             self._waiting -= 1
-        return _check(response, self.base_url)
+        return _check(response, self.base_url, self._api_key)
 
     def _sampling_body(self, sampling: SamplingSpec) -> dict[str, Any]:
         greedy = sampling.temperature <= 0.0

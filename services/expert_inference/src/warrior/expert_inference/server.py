@@ -1,4 +1,10 @@
-"""The expert-inference gRPC server: serves one engine, registers itself, deregisters on SIGTERM."""
+"""The expert-inference gRPC server: serves one engine, registers itself, deregisters on SIGTERM.
+
+TLS, mutual TLS and the bearer token come from the environment (warrior.common.security). When any
+of them is on, every RPC on the main port needs them, health checks included; `--health-port` then
+serves grpc.health.v1 alone, in plain text and without a token, for probes that speak neither
+(Kubernetes' native gRPC probes).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ import socket
 import sys
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,8 +33,10 @@ from warrior.common.chat_template import (
     prequery_prefix,
     render_chat_lenient,
 )
+from warrior.common.expert_client import CALL_KEY_HEADER
 from warrior.common.redis_client import connect
 from warrior.common.registry import ExpertRecord, Registry
+from warrior.common.security import SecurityConfigError, ServerSecurity
 from warrior.common.settings import Settings
 from warrior.expert_inference.engine import (
     Engine,
@@ -46,6 +55,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExpertInferenceService"].full_nam
 MAX_PROMPT_CHARS = 1_000_000
 MAX_CANDIDATES = 64
 _ROLES = {"system", "user", "assistant"}
+
+
+ANSWER_CACHE = 4096  # answers kept by caller ledger key
 
 
 class _Invalid(ValueError):
@@ -90,6 +102,10 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         self.prequery_prefix = check_prequery(engine)
         # Requests being served now; the heartbeat reports it as the replica's load.
         self.in_flight = 0
+        # Answers by the caller's ledger key: a caller that died before recording an answer gets it
+        # again without a second engine call when its work is redelivered (bounded, most recent kept).
+        self._answered: OrderedDict[str, Any] = OrderedDict()
+        self._answering: dict[str, asyncio.Future[Any]] = {}
 
     def _render(self, messages: list[Message], assistant_prefix: str = "") -> tuple[str, tuple[str, ...]]:
         info = self.engine.info
@@ -99,6 +115,34 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
             info.chat_template, messages, bos_token=info.bos_token, eos_token=info.eos_token, add_generation_prompt=True
         )
         return prompt + assistant_prefix, info.stop_strings
+
+    async def _once(self, method: str, context: grpc.aio.ServicerContext, run: Any) -> Any:
+        """Serve `run()` once per caller ledger key (metadata CALL_KEY_HEADER); calls without one always run."""
+        key = dict(context.invocation_metadata() or ()).get(CALL_KEY_HEADER)
+        if not key:
+            return await self._guard(context, run())
+        key = f"{method}:{key}"
+        if key in self._answered:
+            self._answered.move_to_end(key)
+            return self._answered[key]
+        pending = self._answering.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._answering[key] = future
+        try:
+            reply = await self._guard(context, run())
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a failure is not cached, the next caller runs it again
+            raise
+        finally:
+            self._answering.pop(key, None)
+        future.set_result(reply)
+        self._answered[key] = reply
+        while len(self._answered) > ANSWER_CACHE:
+            self._answered.popitem(last=False)
+        return reply
 
     async def _guard(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
         self.in_flight += 1
@@ -127,7 +171,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
             )
 
-        return await self._guard(context, run())  # type: ignore[no-any-return]
+        return await self._once("Complete", context, run)  # type: ignore[no-any-return]
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
         async def run() -> pb.ChatResponse:
@@ -148,7 +192,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
             )
 
-        return await self._guard(context, run())  # type: ignore[no-any-return]
+        return await self._once("Chat", context, run)  # type: ignore[no-any-return]
 
     async def ScoreCandidates(
         self, request: pb.ScoreCandidatesRequest, context: grpc.aio.ServicerContext
@@ -170,7 +214,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 ]
             )
 
-        return await self._guard(context, run())  # type: ignore[no-any-return]
+        return await self._once("ScoreCandidates", context, run)  # type: ignore[no-any-return]
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
@@ -260,33 +304,59 @@ def build_engine(args: argparse.Namespace) -> Engine:
     )
 
 
+def _address(host: str, port: int) -> str:
+    """host:port, with an IPv6 literal in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def load_security() -> ServerSecurity:
+    """The server's TLS and token settings; a bad setting stops the server before any model loads."""
+    try:
+        return ServerSecurity.from_env()
+    except SecurityConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
     started = time.monotonic()
+    security = load_security()
     engine = build_engine(args)
     servicer = ExpertInferenceServicer(args.name, engine)
     server = grpc.aio.server(
+        interceptors=security.interceptors(),
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ]
+        ],
     )
     pb_grpc.add_ExpertInferenceServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{args.host}:{args.port}")
+    credentials = security.credentials()
+    address = _address(args.host, args.port)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    # Probes that speak neither TLS nor tokens get health checks alone, in plain text, on a port of their own.
+    health_server: grpc.aio.Server | None = None
+    if args.health_port is not None:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_server.add_insecure_port(_address(args.health_host or args.host, args.health_port))
+        await health_server.start()
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-    endpoint = f"{args.advertise_host}:{port}"
+    endpoint = _address(args.advertise_host, port)
     log.info(
-        "expert %s (%s, %s) serving on %s after %.1fs",
+        "expert %s (%s, %s) serving on %s (%s) after %.1fs%s",
         args.name,
         engine.info.model,
         engine.info.engine,
         endpoint,
+        security.describe(),
         time.monotonic() - started,
+        f"; plain-text health checks on port {args.health_port}" if health_server is not None else "",
     )
     if args.port_file:
         tmp = f"{args.port_file}.tmp"
@@ -310,6 +380,7 @@ async def serve(args: argparse.Namespace) -> None:
             name=args.name,
             instance=uuid.uuid4().hex[:12],
             endpoint=endpoint,
+            tls=security.tls,
             model=info.model,
             revision=info.revision,
             engine=info.engine,
@@ -338,6 +409,8 @@ async def serve(args: argparse.Namespace) -> None:
         except (OSError, RedisError) as exc:  # Redis may already be gone; the TTL then cleans up
             log.warning("could not deregister: %s", exc)
     await server.stop(grace=5)
+    if health_server is not None:
+        await health_server.stop(grace=None)
     engine.close()
     log.info("expert %s stopped", args.name)
 
@@ -409,6 +482,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("POD_IP", "127.0.0.1"),
         help="host others reach this server at (default $POD_IP or 127.0.0.1)",
     )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="also serve grpc.health.v1 alone on this port, in plain text and without a token, for probes that "
+        "speak neither (Kubernetes gRPC probes) while TLS or a token guards the main port",
+    )
+    parser.add_argument("--health-host", help="address of the health port (default: --host)")
     parser.add_argument("--port-file", help="write host:port here once serving")
     parser.add_argument("--no-register", action="store_true", help="serve without registering in Redis")
     parser.add_argument(
@@ -417,6 +498,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel={args.parallel} must be at least 1")
+    if args.health_port is not None and not 1 <= args.health_port <= 65535:
+        parser.error(f"--health-port={args.health_port} must be a port number (1-65535)")
+    if args.health_port is not None and args.health_port == args.port:
+        parser.error("--health-port must differ from --port")
     return args
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 
 from warrior.expert_inference.engine import EngineInfo, Generated, SamplingSpec
 
@@ -55,6 +56,18 @@ _CONSTRAINTS = (
 )
 
 
+def _log_call(name: str, kind: str, *parts: str) -> None:
+    """With WARRIOR_ZLT_CALL_LOG set, append one line per executed call (the chaos suite counts them)."""
+    path = os.environ.get("WARRIOR_ZLT_CALL_LOG")
+    if path:
+        line = f"{name} {kind} {_digest(*parts).hex()[:32]}\n".encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)  # one small O_APPEND write: whole lines even from many processes
+        finally:
+            os.close(fd)
+
+
 def _digest(*parts: str) -> bytes:
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).digest()
 
@@ -79,6 +92,7 @@ class ZeroLatencyTestEngine:
 
     async def generate(self, prompt: str, sampling: SamplingSpec) -> Generated:
         d = _digest(self._name, prompt, str(sampling.seed), str(sampling.temperature), str(sampling.top_p))
+        _log_call(self._name, "generate", prompt, repr(sampling))
         if prompt.rstrip().endswith("user"):  # a pre-query prefix: write a request
             topic = _TOPICS[d[0] % len(_TOPICS)]
             source = _INPUTS[d[1] % len(_INPUTS)]
@@ -100,6 +114,7 @@ class ZeroLatencyTestEngine:
         return Generated(text, "stop", len(prompt.split()), len(words))
 
     async def score(self, context: str, candidates: list[str]) -> list[tuple[float, int]]:
+        _log_call(self._name, "score", context, *candidates)
         out = []
         for candidate in candidates:
             u = int.from_bytes(_digest(self._name, context, candidate)[:4], "big") / 2**32

@@ -56,14 +56,32 @@ def parse_rating(text: str) -> int:
     return int(found[-1])
 
 
+def _logprob(candidate: str, value: object) -> float:
+    """A candidate's log-probability as a float; NaN and +inf are no log-probabilities."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RatingParseError(f"log-probability of {candidate!r} is not a number: {value!r:.80}")
+    try:
+        logprob = float(value)
+    except OverflowError:
+        raise RatingParseError(f"log-probability of {candidate!r} is too large: {value!r:.80}") from None
+    if math.isnan(logprob) or logprob == math.inf:
+        raise RatingParseError(f"log-probability of {candidate!r} must be finite or -inf, got {logprob}")
+    return logprob
+
+
 def expected_rating(logprobs: Mapping[str, float]) -> float:
-    """E[n] under the softmax of the candidates' log-probabilities."""
-    values = [(int(c.rstrip("]")), lp) for c, lp in logprobs.items() if c in RATING_CANDIDATES]
-    finite = [lp for _, lp in values if lp != -math.inf and not math.isnan(lp)]
+    """E[n] under the softmax of the candidates' log-probabilities (-inf: probability 0).
+
+    Keys other than the candidates "1]]".."10]]" are ignored; a candidate's NaN or +inf
+    log-probability, or none finite at all, raises RatingParseError.
+    """
+    values = [(int(c[:-2]), _logprob(c, lp)) for c, lp in logprobs.items() if c in RATING_CANDIDATES]
+    finite = [lp for _, lp in values if lp != -math.inf]
     if not finite:
-        raise RatingParseError(f"no finite rating log-probability among {sorted(logprobs)}")
+        shown = sorted(str(c)[:40] for c in logprobs)[:20]
+        raise RatingParseError(f"no finite rating log-probability among {shown} ({len(logprobs)} keys)")
     top = max(finite)
-    weights = [(n, math.exp(lp - top)) for n, lp in values if lp != -math.inf and not math.isnan(lp)]
+    weights = [(n, math.exp(lp - top)) for n, lp in values if lp != -math.inf]
     total = math.fsum(w for _, w in weights)
     return math.fsum(n * w for n, w in weights) / total
 

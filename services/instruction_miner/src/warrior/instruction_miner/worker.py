@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import Task
 
 from warrior.common import queues
+from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
 from warrior.common.ids import task_id
 from warrior.common.runtime import get_runtime
@@ -19,7 +20,9 @@ app = make_celery("instruction_miner")
 @app.task(name=queues.TASK_MINE, bind=True, ignore_result=True)
 def mine(self: Task, campaign: str, attacker: str, index: int) -> str | None:
     rt = get_runtime()
-    if not rt.admit(self.request.id, queues.TASK_MINE):
+    if CampaignState(rt.redis, campaign).cancelled():
+        return None
+    if not rt.admit(self.request.id, queues.TASK_MINE, attempt=self.request.retries or 0):
         tasks.abandon_mine(rt, campaign, attacker, index, "dead-lettered after repeated deliveries")
         return None
     iid = tasks.mine(rt, campaign, attacker, index)
@@ -31,7 +34,9 @@ def mine(self: Task, campaign: str, attacker: str, index: int) -> str | None:
 @app.task(name=queues.TASK_SCREEN, bind=True, ignore_result=True)
 def screen(self: Task, campaign: str, iid: str) -> bool:
     rt = get_runtime()
-    if not rt.admit(self.request.id, queues.TASK_SCREEN):
+    if CampaignState(rt.redis, campaign).cancelled():
+        return False
+    if not rt.admit(self.request.id, queues.TASK_SCREEN, attempt=self.request.retries or 0):
         tasks.abandon_screen(rt, campaign, iid, "dead_lettered")
         return False
     kept = tasks.screen(rt, campaign, iid)

@@ -107,15 +107,17 @@ def verdict_probs(logprobs: Mapping[str, float]) -> dict[Verdict, float]:
     A ``-inf`` logprob gives probability 0; at least one verdict needs a finite logprob.
     """
     merged: dict[Verdict, float] = {}
-    for key, logprob in logprobs.items():
-        verdict = _LABELS.get(key.strip().lower())
+    for key, value in logprobs.items():
+        verdict = _LABELS.get(key.strip().lower()) if isinstance(key, str) else None
         if verdict is None:
             continue
+        logprob = _number(value, f"logprob for {key!r}")
         if math.isnan(logprob) or logprob == math.inf:
             raise ValueError(f"logprob for {key!r} must be finite or -inf, got {logprob}")
         merged[verdict] = _logaddexp(merged[verdict], logprob) if verdict in merged else logprob
     if not merged:
-        raise ValueError(f"no verdict key (A, B, Tie) among {sorted(logprobs)!r}")
+        shown = sorted(str(k)[:40] for k in logprobs)[:20]
+        raise ValueError(f"no verdict key (A, B, Tie) among {shown!r} ({len(logprobs)} keys)")
     # Subtracting the maximum keeps exp() from overflowing or underflowing to all zeros.
     top = max(merged.values())
     if top == -math.inf:
@@ -123,6 +125,16 @@ def verdict_probs(logprobs: Mapping[str, float]) -> dict[Verdict, float]:
     weights = {verdict: math.exp(logprob - top) for verdict, logprob in merged.items()}
     total = math.fsum(weights.values())
     return {verdict: weights[verdict] / total for verdict in _VERDICTS if verdict in weights}
+
+
+def _number(value: object, what: str) -> float:
+    """`value` as a float; anything but an int or a float (bools included) raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, got {value!r:.80}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{what} is too large: {value!r:.80}") from None
 
 
 def _logaddexp(x: float, y: float) -> float:
@@ -147,13 +159,18 @@ def combine_order_probs(
     both orders adds it to both sides, so a pure position bias yields margin 0. A missing
     verdict counts as probability 0.
     """
-    if not tie_margin >= 0.0:
+    if not _number(tie_margin, "tie_margin") >= 0.0:
         raise ValueError(f"tie_margin must be >= 0, got {tie_margin}")
+    checked: dict[str, dict[Verdict, float]] = {}
     for name, probs in (("forward", forward), ("backward", backward)):
-        for verdict, p in probs.items():
+        checked[name] = {}
+        for verdict, value in probs.items():
             _check_verdict(verdict, name)
+            p = _number(value, f"{name} probability of {verdict!r}")
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} probability of {verdict!r} must be in [0, 1], got {p}")
+            checked[name][verdict] = p
+    forward, backward = checked["forward"], checked["backward"]
     p_first = (forward.get("A", 0.0) + backward.get("B", 0.0)) / 2.0
     p_second = (forward.get("B", 0.0) + backward.get("A", 0.0)) / 2.0
     margin = p_first - p_second

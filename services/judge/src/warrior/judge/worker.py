@@ -30,7 +30,9 @@ def _welcome(campaign: str, newcomers: list[str]) -> None:
 @app.task(name=queues.TASK_BATTLE, bind=True, ignore_result=True)
 def battle(self: Task, campaign: str, iid: str) -> bool:
     rt = get_runtime()
-    if not rt.admit(self.request.id, queues.TASK_BATTLE):
+    if CampaignState(rt.redis, campaign).cancelled():
+        return False
+    if not rt.admit(self.request.id, queues.TASK_BATTLE, attempt=self.request.retries or 0):
         tasks.abandon(rt, campaign, iid, "dead-lettered after repeated deliveries")
         return False
     ok, newcomers = tasks.battle(rt, campaign, iid)
@@ -43,8 +45,10 @@ def battle(self: Task, campaign: str, iid: str) -> bool:
 @app.task(name=queues.TASK_BACKFILL, bind=True, ignore_result=True)
 def backfill(self: Task, campaign: str, iid: str, newcomer: str) -> bool:
     rt = get_runtime()
+    if CampaignState(rt.redis, campaign).cancelled():
+        return False
     part = f"{iid}+{newcomer}"
-    if not rt.admit(self.request.id, queues.TASK_BACKFILL):
+    if not rt.admit(self.request.id, queues.TASK_BACKFILL, attempt=self.request.retries or 0):
         state = CampaignState(rt.redis, campaign)
         state.fail(f"backfill:{part}", "dead-lettered after repeated deliveries")
         state.mark("backfill_done", part)

@@ -22,8 +22,10 @@ app = make_celery("scorer")
 @app.task(name=queues.TASK_SCORE, bind=True, ignore_result=True)
 def score(self: Task, campaign: str, iid: str, newcomer: str | None = None) -> None:
     rt = get_runtime()
+    if CampaignState(rt.redis, campaign).cancelled():
+        return None
     part = iid if newcomer is None else f"{iid}+{newcomer}"
-    if not rt.admit(self.request.id, queues.TASK_SCORE):
+    if not rt.admit(self.request.id, queues.TASK_SCORE, attempt=self.request.retries or 0):
         state = CampaignState(rt.redis, campaign)
         state.fail(f"score:{part}", "dead-lettered after repeated deliveries")
         state.mark("finished" if newcomer is None else "backfill_done", part)

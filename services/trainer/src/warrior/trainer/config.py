@@ -31,10 +31,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from warrior.common.campaign_config import ConfigError
+from warrior.common.campaign_config import MAX_INT, ConfigError, describe_errors, read_text, read_yaml
 from warrior.common.ids import content_hash
 
 __all__ = [
@@ -51,7 +50,7 @@ __all__ = [
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _DATASET_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _VERSION = r"^(latest|[A-Za-z0-9][A-Za-z0-9._-]{0,62})$"
-_MODULE = re.compile(r"^[A-Za-z0-9_.]+$")
+_MODULE = re.compile(r"[A-Za-z0-9_.]+")
 
 # Keys that only change how a run reports and checkpoints, never what it trains.
 _OPERATIONAL_KEYS = frozenset({"save_steps", "logging_steps"})
@@ -92,7 +91,7 @@ class LoraSettings(_Strict):
         if isinstance(value, list):
             if not value:
                 raise ValueError("give at least one module name, or 'all-linear'")
-            bad = [m for m in value if not _MODULE.match(m)]
+            bad = [m for m in value if not _MODULE.fullmatch(m)]
             if bad:
                 raise ValueError(f"module names are letters, digits, '_' and '.'; got {bad}")
             if len(set(value)) != len(value):
@@ -104,7 +103,7 @@ class TrainingSettings(_Strict):
     """Optimisation and checkpointing; batch sizes are per device (GPU or the CPU)."""
 
     epochs: float = Field(1.0, gt=0.0, le=1000.0)
-    max_steps: int | None = Field(None, ge=1)  # when set, wins over epochs
+    max_steps: int | None = Field(None, ge=1, le=MAX_INT)  # when set, wins over epochs
     learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
@@ -112,9 +111,10 @@ class TrainingSettings(_Strict):
     per_device_batch_size: int = Field(4, ge=1, le=4096)
     gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
     max_seq_length: int = Field(1024, ge=16, le=1_048_576)
-    save_steps: int = Field(100, ge=1)
-    logging_steps: int = Field(10, ge=1)
-    seed: int = Field(0, ge=0)
+    save_steps: int = Field(100, ge=1, le=MAX_INT)
+    logging_steps: int = Field(10, ge=1, le=MAX_INT)
+    # transformers' set_seed hands it to numpy, which takes 32-bit seeds only.
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     bf16: Literal["auto", True, False] = "auto"
     # Recompute activations in the backward pass: much less memory, about a fifth slower.
     gradient_checkpointing: bool = True
@@ -153,15 +153,6 @@ class TrainConfig(_Strict):
         return "r-" + content_hash(data, length=12)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key '{where}'"
-    if error["type"] == "missing":
-        return f"missing key '{where}'"
-    return f"bad value for '{where}': {error['msg']} (got {error.get('input')!r})"
-
-
 def parse_train_config(data: Any, source: str = "<config>") -> TrainConfig:
     """Validate a loaded document; every problem is listed with its key path."""
     if not isinstance(data, dict):
@@ -169,24 +160,15 @@ def parse_train_config(data: Any, source: str = "<config>") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_describe(dict(e)) for e in exc.errors())
-        raise TrainConfigError(f"{source}: {problems}") from None
+        raise TrainConfigError(f"{source}: {describe_errors(exc)}") from None
 
 
 def parse_train_yaml(text: str, source: str = "<config>") -> TrainConfig:
     """Validate a training config given as YAML text."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TrainConfigError(f"{source}: not valid YAML: {exc}") from None
-    return parse_train_config(data, source)
+    return parse_train_config(read_yaml(text, source, TrainConfigError), source)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a training YAML file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TrainConfigError(f"{path}: cannot read training config ({exc.strerror})") from None
-    return parse_train_yaml(text, str(path))
+    return parse_train_yaml(read_text(path, "training config", TrainConfigError), str(path))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warrior.common.store import ObjectStore
-from warrior.dataset_builder.versions import read_manifest, read_rows
+from warrior.dataset_builder.versions import DatasetCorrupt, read_manifest, read_rows
 
 __all__ = ["DatasetVersion", "TrainingDataError", "load_version", "to_prompt_completion"]
 
@@ -37,9 +37,16 @@ class DatasetVersion:
 
 
 def load_version(store: ObjectStore, name: str, version: str | None) -> DatasetVersion:
-    """Read a dataset version (the latest committed one for None), each shard checked against its sha256."""
-    manifest = read_manifest(store, name, version)
-    rows = read_rows(store, manifest)
+    """Read a dataset version (the latest committed one for None), each shard checked against its sha256.
+
+    Raises DatasetNotFound when there is no such committed version, TrainingDataError when what is
+    stored does not hold together (a tampered manifest or shard), StoreError when the store fails.
+    """
+    try:
+        manifest = read_manifest(store, name, version)
+        rows = read_rows(store, manifest)
+    except DatasetCorrupt as exc:
+        raise TrainingDataError(f"dataset {name!r} version {version or 'latest'!r}: {exc}") from None
     return DatasetVersion(name=name, version=str(manifest["version"]), manifest=manifest, rows=rows)
 
 

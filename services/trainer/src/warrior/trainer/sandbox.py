@@ -13,7 +13,8 @@ output read through pipes and capped. Layers, outermost first:
   across every process on the host) so that concurrent runs never share one; the temporary
   directory is owned by it. The kernel then enforces file permissions, refuses signals to other
   users' processes (the caller included) and counts RLIMIT_NPROC per run. After the run every
-  process of that uid is killed, catching anything that left the process group. A caller that is
+  process of that uid is killed, catching anything that left the process group, and every file it
+  owns in the world-writable directories (/tmp, /var/tmp, /dev/shm...) is removed. A caller that is
   not root gets every other layer, with the audit hook as the only guard of its files and signals.
 * Network namespace (when the caller may create one): the child gets a namespace with only a
   loopback interface that is down, so no connection reaches any host, the caller's loopback
@@ -22,9 +23,10 @@ output read through pipes and capped. Layers, outermost first:
   open files, processes (threads count too), no core dumps; PR_SET_NO_NEW_PRIVS, so that no
   set-uid binary can raise privileges, and a parent-death signal.
 * An audit hook (`sys.addaudithook`) refusing sockets, process creation (fork, exec, spawn,
-  subprocess, subinterpreters), signals to other processes, writes, removals, renames and mode
-  changes outside the sandbox directory, handles on directories elsewhere (whose `dir_fd=` calls
-  the hook could not follow), reads of other processes' /proc entries, native code loading
+  subprocess, subinterpreters), signals to other processes and changes to their resource limits,
+  writes, removals, renames and mode changes outside the sandbox directory, handles on directories
+  elsewhere (whose `dir_fd=` calls the hook could not follow), reads of other processes' /proc
+  entries, special files (FIFOs, device nodes, POSIX shared memory, memfd), native code loading
   (ctypes, sqlite extensions) and object-graph introspection (gc). A refused operation
   ends the program at once with a marker on stderr and a distinct exit code, so it is reported
   as `status="blocked"` with the refused `limit` and cannot be caught and hidden by the program.
@@ -106,6 +108,11 @@ def _boot():
 
     # Loaded now, while its directory is readable; wrapped below so that it cannot spawn.
     import _posixsubprocess
+
+    try:  # the same, so that it cannot create POSIX shared memory (multiprocessing imports it)
+        import _posixshmem  # noqa: F401
+    except ImportError:
+        pass
 
     def limit(which, soft, hard):
         current = resource.getrlimit(which)[1]
@@ -297,6 +304,10 @@ def _guard(cfg, posixsubprocess):
     def on_kill(args):
         return None if args[0] == own_pid else "no_signals"
 
+    def on_prlimit(args):
+        # Another process's limits (the caller's RLIMIT_CPU, say) are as much a weapon as a signal.
+        return None if args[0] in (0, own_pid) else "no_signals"
+
     def on_killpg(args):
         return None if args[0] == own_pgid == own_pid else "no_signals"
 
@@ -315,7 +326,8 @@ def _guard(cfg, posixsubprocess):
     import _signal  # so that a later `import signal` finds it loaded and imports nothing guarded
 
     # Modules whose functions were wrapped or removed: importing them afresh would restore those.
-    guarded_modules = {"_posixsubprocess": "no_subprocess", "posix": "no_subprocess", "_signal": "no_signals"}
+    guarded_modules = {"_posixsubprocess": "no_subprocess", "posix": "no_subprocess", "_signal": "no_signals",
+                       "_posixshmem": "no_special_files"}
 
     def on_import(args):
         return guarded_modules.get(plain(args[0]))
@@ -340,6 +352,8 @@ def _guard(cfg, posixsubprocess):
         "sqlite3.connect": on_sqlite,
         "os.kill": on_kill,
         "os.killpg": on_killpg,
+        "resource.prlimit": on_prlimit,
+        "sandbox.special_file": refuse("no_special_files"),
         "import": on_import,
         "cpython.PyInterpreterState_New": refuse("no_subinterpreters"),
         "sqlite3.enable_load_extension": refuse("no_native_code"),
@@ -374,6 +388,26 @@ def _guard(cfg, posixsubprocess):
         raise PermissionError("process creation is not allowed here")
 
     posixsubprocess.fork_exec = fork_exec
+    # FIFOs, device nodes, POSIX shared memory and memory-backed files raise no audit event:
+    # os.mkfifo, os.mknod and shm_open would leave objects in world-writable directories (/tmp,
+    # /dev/shm) that outlive the run, and os.memfd_create holds memory that the address-space limit
+    # does not count. Programs under evaluation need none of them (re-importing the modules is refused).
+    audit = sys.audit
+
+    def special_file(name):
+        def refused(*args, **kwargs):
+            audit("sandbox.special_file", name)
+            raise PermissionError("%s is not allowed here" % name)
+
+        return refused
+
+    for module_name, attributes in (("posix", ("mkfifo", "mknod", "memfd_create")),
+                                    ("os", ("mkfifo", "mknod", "memfd_create")),
+                                    ("_posixshmem", ("shm_open", "shm_unlink"))):
+        module = sys.modules.get(module_name)
+        for attribute in attributes:
+            if module is not None and hasattr(module, attribute):
+                setattr(module, attribute, special_file(module_name + "." + attribute))
     # pidfd signals raise no audit event either: remove them (re-importing the modules is refused).
     for module_name, attribute in (("posix", "pidfd_open"), ("os", "pidfd_open"), ("_signal", "pidfd_send_signal"),
                                    ("signal", "pidfd_send_signal")):
@@ -410,8 +444,8 @@ class SandboxResult:
     * timeout: "wall_time 10s", "cpu_time"; memory: "memory 512MB";
     * killed: "output cap", "signal SIGSEGV" (any signal but the sandbox's own);
     * blocked: "no_network", "no_subprocess", "no_subinterpreters", "no_signals",
-      "write_outside_dir", "dir_handle_outside", "no_process_info", "no_native_code",
-      "no_introspection";
+      "write_outside_dir", "dir_handle_outside", "no_process_info", "no_special_files",
+      "no_native_code", "no_introspection";
     * failed, when a limit shows in the error: "file_size", "open_files", "processes";
     * error: "sandbox setup".
 
@@ -575,6 +609,38 @@ def _kill_identity(uid: int) -> None:
         time.sleep(0.005)
 
 
+# World-writable directories where a program running as the run's uid can leave files that outlive
+# the run (through calls the audit hook does not see); world-writable folders in them are searched too.
+_SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
+
+
+def _remove_identity_files(uid: int) -> None:
+    """Remove every file and folder `uid` owns in the shared directories (its processes are gone)."""
+    pending = [(base, 0) for base in dict.fromkeys((*_SHARED_DIRS, tempfile.gettempdir()))]
+    while pending:
+        folder, depth = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except OSError:
+            continue
+        for entry in found:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_uid == uid:
+                if stat.S_ISDIR(info.st_mode):
+                    _remove_tree(entry.path)
+                else:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
+            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < 3:
+                pending.append((entry.path, depth + 1))
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -584,10 +650,13 @@ def _kill_group(pgid: int) -> None:
 
 def _remove_tree(path: str) -> None:
     """Remove the sandbox directory, whatever modes the program left on what it created."""
+    top = os.path.normpath(path)
 
     def retry(func: Callable[..., Any], target: str, _exc: Any) -> None:
         try:
-            os.chmod(os.path.dirname(target), stat.S_IRWXU)
+            parent = os.path.dirname(os.path.normpath(target))
+            if parent == top or parent.startswith(top + os.sep):
+                os.chmod(parent, stat.S_IRWXU)  # never a folder above the tree (the temp directory)
             if os.path.isdir(target) and not os.path.islink(target):
                 os.chmod(target, stat.S_IRWXU)
             func(target)
@@ -799,6 +868,7 @@ def run(
         directory = tempfile.mkdtemp(prefix="warrior-sandbox-")
         if uid is not None:
             _kill_identity(uid)  # leftovers of an earlier caller that died mid-run
+            _remove_identity_files(uid)
             os.chown(directory, uid, uid)
             processes = max_processes
         else:
@@ -882,6 +952,8 @@ def run(
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+        if uid is not None and proc is not None:
+            _remove_identity_files(uid)  # the run's own directory among them
         if directory is not None:
             _remove_tree(directory)
         if uid is not None:

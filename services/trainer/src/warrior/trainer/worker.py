@@ -39,7 +39,7 @@ def resolve_config(config: dict[str, Any] | str, store: ObjectStore) -> TrainCon
 def train(self: Task, config: dict[str, Any] | str, export: list[str] | None = None) -> str:
     """Train (or resume, or recognise as done) and return the final model's prefix; optionally export it."""
     rt = get_runtime()
-    if not rt.admit(self.request.id, queues.TASK_TRAIN):
+    if not rt.admit(self.request.id, queues.TASK_TRAIN, attempt=self.request.retries or 0):
         raise RuntimeError(f"{queues.TASK_TRAIN} {self.request.id}: dead-lettered after repeated deliveries")
     parsed = resolve_config(config, rt.store)
     # torch and transformers load in the task, not when the worker starts.
@@ -65,7 +65,7 @@ def evaluate(
     from warrior.trainer.evaluation import evaluate_expert
 
     rt = get_runtime()
-    if not rt.admit(self.request.id, queues.TASK_EVALUATE):
+    if not rt.admit(self.request.id, queues.TASK_EVALUATE, attempt=self.request.retries or 0):
         raise RuntimeError(f"{queues.TASK_EVALUATE} {self.request.id}: dead-lettered after repeated deliveries")
     if benchmark not in ("humaneval", "mbpp"):
         raise ValueError(f"unknown benchmark {benchmark!r} (expected 'humaneval' or 'mbpp')")
