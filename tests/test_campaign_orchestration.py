@@ -235,3 +235,29 @@ def test_unparseable_text_ratings_are_retried_once_then_recorded(make_stack: Cal
         if c["kind"] == "chat" and "Rate the user's" in c["request"]["messages"][0]["content"]
     ]
     assert len(rating_calls) == 2 * 2 * screened_ok
+
+
+def test_cancel_then_resume_after_the_stack_was_stopped_finishes_without_paying_twice(
+    make_stack: Callable[..., Any], warrior_env: dict[str, str]
+) -> None:
+    stack = make_stack(_config("e2e-resume", per_expert=6))
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    deadline = time.monotonic() + 60
+    while ops.status(stack.rt, campaign)["instructions"]["mined"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cancelled = _warrior(warrior_env, "campaign", "cancel", campaign)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    stack.local.down(echo=lambda *_: None)  # the whole stack goes away, as on a reboot
+    assert ops.status(stack.rt, campaign)["status"] == "cancelled"
+    stack.local.up(stack.config, timeout_s=180, echo=lambda *_: None)
+    resumed = _warrior(warrior_env, "campaign", "resume", campaign, "--wait", "--json", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    snap = json.loads(resumed.stdout)
+    assert snap["done"] and snap["instructions"]["mined"] == 18
+    assert snap["instructions"]["kept"] + sum(snap["instructions"]["dropped"].values()) == 18
+    calls = list(stack.rt.store.list(f"runs/{campaign}/calls/"))
+    assert snap["counters"]["engine_calls"] == len(calls)  # every call paid once, recorded once
+    manifest = ops.build_dataset(stack.app, campaign, "e2e-resume")
+    assert manifest["rows"] == snap["battled"]
+    unknown = _warrior(warrior_env, "campaign", "resume", "no-such-campaign")
+    assert unknown.returncode == 2 and "unknown campaign 'no-such-campaign'" in unknown.stderr
