@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench demo flywheel-demo chaos test lint typecheck clean images chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench demo flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling 
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
+
+hostile: ## hostile programs through the evaluation sandbox (as root for the kernel layers); table + bench/results/hostile.json
+	$(PY) scripts/hostile_report.py --json bench/results/hostile.json
 
 chaos: ## kill workers, experts and Redis and cut the store during a larger campaign; table + bench/results/chaos-large.json
 	$(PY) bench/chaos.py --size large

@@ -1,0 +1,57 @@
+"""Run the hostile programs through the evaluation sandbox; print the table and write it as JSON.
+
+    python scripts/hostile_report.py [--json bench/results/hostile.json] [--only NAME ...]
+
+Exit status 0 when every program was contained, 1 otherwise. Run it as root to include the
+kernel-enforced layers (the programs marked needs_root are skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from warrior.trainer.hostile import HOSTILE, render_table, run_hostile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--json", default=str(ROOT / "bench" / "results" / "hostile.json"), help="where to write the rows"
+    )
+    parser.add_argument("--only", nargs="+", choices=[p.name for p in HOSTILE], help="run these programs only")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    rows = run_hostile(only=args.only)
+    print(render_table(rows))
+    failed = [r for r in rows if r.contained is False]
+    skipped = [r for r in rows if r.contained is None]
+    seconds = time.monotonic() - started
+    print(
+        f"\n{len(rows) - len(failed) - len(skipped)}/{len(rows)} contained, {len(failed)} not contained, "
+        f"{len(skipped)} skipped, {seconds:.1f} s"
+    )
+    for row in failed:
+        print(f"NOT CONTAINED {row.program}: {row.detail}", file=sys.stderr)
+    report = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"python": platform.python_version(), "kernel": platform.release(), "root": os.geteuid() == 0},
+        "seconds": round(seconds, 2),
+        "rows": [r.to_dict() for r in rows],
+    }
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
