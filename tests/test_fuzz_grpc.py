@@ -259,19 +259,17 @@ def test_a_burst_of_bad_requests_leaves_the_server_serving_with_nothing_in_fligh
     assert record.in_flight == 0 and record.state == "serving"
 
 
-# Known gaps of the server's validation, reported for server.py: xfail until it refuses them.
+# NaN fails every comparison, and scoring requests carry text outside the messages: both are refused.
 
 
-@pytest.mark.xfail(reason="server.py: NaN fails every comparison, so _sampling() accepts NaN temperature/top_p")
 @pytest.mark.parametrize("params", [pb.SamplingParams(temperature=math.nan), pb.SamplingParams(top_p=math.nan)])
-def test_known_gap_nan_sampling_is_refused(stub: pb_grpc.ExpertInferenceServiceStub, params: pb.SamplingParams) -> None:
+def test_nan_sampling_is_refused(stub: pb_grpc.ExpertInferenceServiceStub, params: pb.SamplingParams) -> None:
     code, _ = _call(stub.Complete, pb.CompleteRequest(prompt="x", sampling=params))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.xfail(reason="server.py: assistant_prefix and candidates are not counted in MAX_PROMPT_CHARS")
 @pytest.mark.parametrize("big", ["prefix", "candidate"])
-def test_known_gap_oversized_score_requests_are_refused(stub: pb_grpc.ExpertInferenceServiceStub, big: str) -> None:
+def test_oversized_score_requests_are_refused(stub: pb_grpc.ExpertInferenceServiceStub, big: str) -> None:
     huge = "x" * (2 * MAX_PROMPT_CHARS)
     request = pb.ScoreCandidatesRequest(
         messages=[pb.ChatMessage(role="user", content="Which?")],

@@ -141,7 +141,8 @@ def test_expert_killed_mid_battle_campaign_completes_and_failure_is_counted(
     snap = ops.wait(stack.rt, campaign, timeout_s=300, interval_s=0.5)
     assert snap["done"]
     assert sum(snap["failures"].values()) > 0
-    assert set(snap["failures"]) <= {"absent", "answer", "judge", "mine", "battle"}
+    # "rate": the killed expert may have been rating an instruction in screening when it died.
+    assert set(snap["failures"]) <= {"absent", "answer", "judge", "mine", "battle", "rate"}
     # Every kept instruction ended: battled with the survivors, or closed as failed with a reason.
     assert snap["finished"] == snap["instructions"]["kept"]
     assert "smol-c" not in stack.rt.registry.experts()

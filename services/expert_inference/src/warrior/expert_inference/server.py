@@ -65,9 +65,10 @@ class _Invalid(ValueError):
 
 
 def _sampling(params: pb.SamplingParams, default_max_tokens: int) -> SamplingSpec:
-    if params.temperature < 0 or params.temperature > 5:
+    # Written as "not within" so that NaN, which fails every comparison, is refused too.
+    if not 0 <= params.temperature <= 5:
         raise _Invalid(f"sampling.temperature={params.temperature} must be within [0, 5]")
-    if params.top_p < 0 or params.top_p > 1:
+    if not 0 <= params.top_p <= 1:
         raise _Invalid(f"sampling.top_p={params.top_p} must be within (0, 1]")
     if len(params.stop) > 16:
         raise _Invalid(f"sampling.stop has {len(params.stop)} strings (at most 16)")
@@ -205,6 +206,10 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 raise _Invalid(f"{len(candidates)} candidates (at most {MAX_CANDIDATES})")
             if any(not c for c in candidates):
                 raise _Invalid("a candidate is empty")
+            size = sum(len(m.content) for m in request.messages) + len(request.assistant_prefix)
+            size += sum(len(c) for c in candidates)
+            if size > MAX_PROMPT_CHARS:
+                raise _Invalid(f"messages, prefix and candidates total {size} characters, more than {MAX_PROMPT_CHARS}")
             prompt, _ = self._render(_messages(request.messages), request.assistant_prefix)
             scores = await self.engine.score(prompt, candidates)
             return pb.ScoreCandidatesResponse(
