@@ -271,18 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     report = {"size": args.size, "seed": args.seed, "calm": calm, "chaos": rough}
     by_kind = Counter(f["kind"] for f in rough["faults"])
     lines = [
-        f"{'faults injected':<34}" + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in FAULTS),
-        f"{'finished':<34}{rough['finished']} (fault-free: {calm['finished']})",
-        f"{'wall time':<34}{rough['seconds']}s (fault-free: {calm['seconds']}s)",
-        f"{'kept / battled instructions':<34}{rough['kept']} / {rough['battled']}",
-        f"{'tasks redelivered':<34}{rough['redelivered']}",
-        f"{'calls reused from the ledger':<34}{rough['ledger_reused']}",
-        f"{'engine executions / ledger records':<34}{rough['engine_executions']} / {rough['ledger_records']}",
-        f"{'calls paid twice':<34}{rough['calls_paid_twice']}",
-        f"{'votes missing':<34}{rough['votes_missing']}",
-        f"{'rows lost (must be 0)':<34}{rough['rows_lost']}",
-        f"{'rows duplicated (must be 0)':<34}{rough['rows_duplicated']}",
-        f"{'queues stuck':<34}{rough['stuck_queues']}",
+        f"{'faults injected':<38}" + ", ".join(f"{k} {by_kind.get(k, 0)}" for k in FAULTS),
+        f"{'finished':<38}{rough['finished']} (fault-free: {calm['finished']})",
+        f"{'wall time':<38}{rough['seconds']}s (fault-free: {calm['seconds']}s)",
+        f"{'kept / battled instructions':<38}{rough['kept']} / {rough['battled']}",
+        f"{'tasks redelivered':<38}{rough['redelivered']}",
+        f"{'calls reused from the ledger':<38}{rough['ledger_reused']}",
+        f"{'engine executions / ledger records':<38}{rough['engine_executions']} / {rough['ledger_records']}",
+        f"{'calls paid twice':<38}{rough['calls_paid_twice']}",
+        f"{'votes missing':<38}{rough['votes_missing']}",
+        f"{'rows lost (must be 0)':<38}{rough['rows_lost']}",
+        f"{'rows duplicated (must be 0)':<38}{rough['rows_duplicated']}",
+        f"{'queues stuck':<38}{rough['stuck_queues']}",
     ]
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
