@@ -157,6 +157,20 @@ def _inject(stack: Any, proxy: Proxy, rng: random.Random, kind: str) -> str:
     return f"SIGKILL {victim.name}, restarted"
 
 
+def _supervise(stack: Any) -> list[str]:
+    """Start again any process of the stack that died on its own (a Celery worker whose broker
+    connection broke beyond repair exits), as Kubernetes restarts a crashed container."""
+    from warrior.cli.stack import _alive
+
+    restarted = []
+    for proc in (stack.read() or {}).get("processes", []):
+        if not _alive(proc["pid"]):
+            stack.restart(proc["name"])
+            restarted.append(proc["name"])
+            print(f"  {proc['name']} had exited: restarted", file=sys.stderr, flush=True)
+    return restarted
+
+
 def _queues_empty(client: Any) -> bool:
     from warrior.common import queues
 
@@ -178,6 +192,7 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
     stack = LocalStack()
     stack.up(config, echo=lambda *_: None)
     injected: list[dict[str, Any]] = []
+    crashed: list[str] = []
     rng = random.Random(seed)
     try:
         rt, app = get_runtime(), make_celery("chaos")
@@ -197,6 +212,7 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
                 done = False
             if done and remaining == 0:
                 break
+            crashed.extend(_supervise(stack))
             if remaining and time.monotonic() >= next_fault:
                 kind = schedule[size["faults"] - remaining]
                 what = _inject(stack, proxy, rng, kind)
@@ -227,6 +243,7 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         "stuck_queues": stuck_queues,
         "snapshot": {k: snap[k] for k in ("instructions", "battles", "votes", "failures", "counters")},
         "redelivered": redelivered,
+        "crashed_and_restarted": crashed,
         **checks,
     }
 
@@ -276,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'wall time':<38}{rough['seconds']}s (fault-free: {calm['seconds']}s)",
         f"{'kept / battled instructions':<38}{rough['kept']} / {rough['battled']}",
         f"{'tasks redelivered':<38}{rough['redelivered']}",
+        f"{'processes restarted after exiting':<38}{len(rough['crashed_and_restarted'])}",
         f"{'calls reused from the ledger':<38}{rough['ledger_reused']}",
         f"{'engine executions / ledger records':<38}{rough['engine_executions']} / {rough['ledger_records']}",
         f"{'calls paid twice':<38}{rough['calls_paid_twice']}",
