@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
@@ -18,7 +19,13 @@ from warrior.common.settings import Settings, celery_broker_url
 from warrior.common.store import StoreUnavailable
 
 # Errors that say "not now" rather than "never": Redis restarting, the object store unreachable.
-TRANSIENT_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, StoreUnavailable)
+# kombu's OperationalError: sending the next stage's task while the broker is down.
+TRANSIENT_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+    StoreUnavailable,
+)
 RETRY_BUDGET_S = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
 _log = logging.getLogger(__name__)
 
