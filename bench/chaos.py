@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'processes restarted after exiting':<38}{len(rough['crashed_and_restarted'])}",
         f"{'calls reused from the ledger':<38}{rough['ledger_reused']}",
         f"{'engine executions / ledger records':<38}{rough['engine_executions']} / {rough['ledger_records']}",
-        f"{'calls paid twice':<38}{rough['calls_paid_twice']}",
+        f"{'calls paid twice':<38}{rough['calls_paid_twice']} (experts killed: {by_kind.get('kill_expert', 0)})",
         f"{'votes missing':<38}{rough['votes_missing']}",
         f"{'rows lost (must be 0)':<38}{rough['rows_lost']}",
         f"{'rows duplicated (must be 0)':<38}{rough['rows_duplicated']}",
@@ -308,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {path}", file=sys.stderr)
     ok = rough["finished"] and not rough["stuck_queues"] and rough["rows_lost"] == 0 and rough["rows_duplicated"] == 0
-    ok = ok and rough["votes_missing"] == 0 and rough["calls_paid_twice"] == 0
+    # A call can be paid twice only when the expert that answered it was killed before the caller
+    # recorded the answer (its answer cache died with it); never more often than experts were killed.
+    ok = ok and rough["votes_missing"] == 0 and rough["calls_paid_twice"] <= by_kind.get("kill_expert", 0)
     return 0 if ok else 1
 
 
