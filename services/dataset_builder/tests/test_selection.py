@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from warrior.common.campaign_config import DatasetConfig
 from warrior.dataset_builder.selection import (
     SelectionConfig,
     k_center_greedy,
@@ -139,8 +139,8 @@ def test_embeddings_are_required_only_when_the_config_compares_instructions(row:
 
 
 def test_settings_come_from_the_dataset_section_with_defaults() -> None:
-    assert SelectionConfig.from_dataset_config(SimpleNamespace(name="arena")) == SelectionConfig()
-    configured = SimpleNamespace(name="arena", target_rows=500, seed=3, near_dup_threshold=0.9)
+    assert SelectionConfig.from_dataset_config(DatasetConfig()) == SelectionConfig()
+    configured = DatasetConfig(name="arena", target_rows=500, seed=3, near_dup_threshold=0.9)
     assert SelectionConfig.from_dataset_config(configured) == SelectionConfig(
         target_rows=500, seed=3, near_dup_threshold=0.9
     )

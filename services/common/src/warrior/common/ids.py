@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 _CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -29,3 +30,12 @@ def validate_campaign_id(value: str) -> str:
             f"campaign id {value!r} must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
         )
     return value
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (model weights, checkpoints, exports)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from warrior.common.campaign_config import DatasetConfig
 from warrior.common.embeddings import DEFAULT_MODEL, embedder
 
 EXACT_DUPLICATE = "exact_duplicate"
@@ -60,14 +61,9 @@ class SelectionConfig(BaseModel):
     near_dup_threshold: float | None = Field(None, gt=0.0, le=1.0)
 
     @classmethod
-    def from_dataset_config(cls, dataset: object) -> SelectionConfig:
-        """The selection settings of a campaign's `dataset` section; keys it does not have take their defaults."""
-        defaults = cls()
-        return cls(
-            target_rows=getattr(dataset, "target_rows", defaults.target_rows),
-            seed=getattr(dataset, "seed", defaults.seed),
-            near_dup_threshold=getattr(dataset, "near_dup_threshold", defaults.near_dup_threshold),
-        )
+    def from_dataset_config(cls, dataset: DatasetConfig) -> SelectionConfig:
+        """The selection settings of a campaign's `dataset` section."""
+        return cls(target_rows=dataset.target_rows, seed=dataset.seed, near_dup_threshold=dataset.near_dup_threshold)
 
     def needs_embeddings(self, rows: int) -> bool:
         """Whether selecting from this many rows compares instructions by embedding at all."""

@@ -51,14 +51,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or does not match its marker."""
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(8 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _folder_files(local_dir: Path) -> list[tuple[str, Path]]:
     """(relative key, path) of every regular file under ``local_dir``, sorted; hidden names skipped."""
     found: list[tuple[str, Path]] = []
