@@ -1,12 +1,16 @@
-"""Property-based tests of the object-store key validator.
+"""Property-based tests of the object-store key validator and JSON reader.
 
 Any input gives the key back or raises InvalidKey; a key it accepts is stored, read, listed and
 found by a LocalStore as exactly one file inside the store's directory, never anywhere else.
+Any bytes stored under a key read back through get_json as their JSON value or a StoreError
+naming the key, never another exception (RecursionError, ValueError).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +90,30 @@ def test_a_valid_key_is_one_file_inside_the_store(store: LocalStore, key: str, d
     path = Path(store.root, *key.split("/"))
     assert os.path.realpath(path).startswith(str(store.root) + os.sep)
     assert path.read_bytes() == data
+
+
+json_pieces = st.one_of(
+    st.text(max_size=4),
+    st.sampled_from(["[", "]", "{", "}", ",", ":", '"', '"a":', "1", "-0.5e3", "null", "true", "NaN",
+                     "\\u", "\\ud800"]),
+)  # fmt: skip
+json_bytes = st.one_of(st.binary(max_size=32), st.lists(json_pieces, max_size=24).map(lambda p: "".join(p).encode()))
+
+
+@FAST
+@given(json_bytes)
+@example(b"[" * 100_000 + b"]" * 100_000)  # RecursionError escaped
+@example(b'{"a":' * 50_000 + b"1" + b"}" * 50_000)
+@example(b"[" * 100_000)
+@example(b"1" * 5000)  # ValueError: longer than Python converts an int
+@example(b"\xff")
+def test_any_stored_bytes_read_back_as_json_or_a_store_error_naming_the_key(store: LocalStore, data: bytes) -> None:
+    key = "json/object.json"
+    store.put(key, data)
+    try:
+        expected = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        with pytest.raises(StoreError, match=re.escape(key)):
+            store.get_json(key)
+        return
+    assert json.dumps(store.get_json(key)) == json.dumps(expected)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from warrior.cli.main import build_parser
+from warrior.cli.main import build_parser, main
 from warrior.cli.stack import LocalStack, _alive
 from warrior.cli.tables import table
 from warrior.common.campaign_config import parse_campaign_config
@@ -37,6 +37,46 @@ def test_missing_config_file_exits_2_with_its_path(tmp_path: Path) -> None:
         env=os.environ | {"WARRIOR_HOME": str(tmp_path)},
     )
     assert result.returncode == 2 and "none.yaml" in result.stderr and "cannot read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_PASSWORD_FILE": "/nonexistent"},
+         "REDIS_PASSWORD_FILE=/nonexistent: cannot read the file"),
+        ({"WARRIOR_GRPC_DEADLINE_S": "soon"}, "WARRIOR_GRPC_DEADLINE_S='soon' is not a number"),
+        ({"WARRIOR_INFLIGHT_PER_EXPERT": "-1"}, "WARRIOR_INFLIGHT_PER_EXPERT='-1'"),
+        ({"WARRIOR_GRPC_TOKEN_FILE": "/nonexistent"}, "WARRIOR_GRPC_TOKEN_FILE=/nonexistent: cannot read the file"),
+        ({"WARRIOR_STORE_URL": "s3:/typo"}, "WARRIOR_STORE_URL"),
+        ({"WARRIOR_STORE_URL": "s3://b?endpoint=http://127.0.0.1:1", "AWS_ACCESS_KEY_ID_FILE": "/nonexistent"},
+         "AWS_ACCESS_KEY_ID_FILE=/nonexistent"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_exits_2_with_one_line_naming_it(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "WARRIOR_", "AWS_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "warrior.cli.main", "status"],
+        capture_output=True,
+        text=True,
+        env=clean | {"WARRIOR_HOME": str(tmp_path)} | env,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_bad_setting_in_main_prints_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WARRIOR_HOME", str(tmp_path))
+    monkeypatch.setenv("WARRIOR_REGISTRY_TTL_S", "0")
+    with pytest.raises(SystemExit) as info:
+        main(["down"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: environment variable WARRIOR_REGISTRY_TTL_S='0' must be positive\n"
 
 
 def test_table_aligns_numbers_right() -> None:

@@ -215,6 +215,23 @@ def test_json_helpers(store: ObjectStore) -> None:
     assert not store.exists("meta/set.json")
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # a RecursionError escaped
+        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "nested too deeply"),
+        (b"1" * 5000, "not valid JSON"),  # an int longer than Python converts (a bare ValueError)
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_undecodable_json_is_a_store_error_naming_the_key(store: ObjectStore, data: bytes, reason: str) -> None:
+    store.put("meta/deep.json", data)
+    with pytest.raises(StoreError, match=re.escape("meta/deep.json")) as info:
+        store.get_json("meta/deep.json")
+    assert reason in str(info.value)
+    assert type(info.value) is StoreError  # not a subclass that means "unreachable" or "bad settings"
+
+
 def test_concurrent_create_only_writers_have_one_winner(store: ObjectStore) -> None:
     writers = 8
 

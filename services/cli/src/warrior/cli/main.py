@@ -18,10 +18,13 @@ from warrior.common.campaign_config import ConfigError, load_campaign_config
 from warrior.common.celery_app import make_celery
 from warrior.common.registry import summarize
 from warrior.common.runtime import Runtime, get_runtime
-from warrior.common.security import redact_url
+from warrior.common.security import SecurityConfigError, redact_url
+from warrior.common.settings import SettingsError
+from warrior.common.store import StoreConfigError
 from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest
 
 EXIT_BAD_INPUT = 2
+_STORE_URL_ENV = "WARRIOR_STORE_URL"
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
@@ -390,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.func(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except (SettingsError, SecurityConfigError) as exc:
+        # An environment variable or the file it names; the message names it.
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except StoreConfigError as exc:
+        print(f"error: object store ({_STORE_URL_ENV}): {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except (ops.CampaignError, DatasetNotFound, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

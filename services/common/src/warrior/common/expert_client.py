@@ -32,7 +32,6 @@ _RETRYABLE = {
 }
 
 
-
 CALL_KEY_HEADER = "x-warrior-call-key"
 
 
@@ -40,6 +39,7 @@ def _call_metadata() -> tuple[tuple[str, str], ...] | None:
     """The ledger key of this call as request metadata, so the server can answer a repeat from memory."""
     key = current_call_key()
     return None if key is None else ((CALL_KEY_HEADER, key.rsplit("/", 1)[-1].removesuffix(".json")),)
+
 
 class ExpertUnavailable(RuntimeError):
     """No live replica of the expert answered; the message names the expert and the last error."""
@@ -77,13 +77,49 @@ def _retry_after_s(exc: grpc.RpcError, default_s: float = 0.5) -> float:
     return default_s
 
 
+class SamplingError(ExpertRequestError, ValueError):
+    """A sampling value cannot be sent to an expert (out of its field's range); the message names the field."""
+
+
+# The integer fields of SamplingParams and the range their protobuf types (uint32, uint64) hold.
+_SAMPLING_INTS = {"max_tokens": 2**32 - 1, "seed": 2**64 - 1}
+
+
+def _shown(value: Any) -> str:
+    """A sampling value for a message: str() of an integer of thousands of digits raises, so it is shown by size."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    return f"{value!r:.80}"
+
+
+def _sampling_int(sampling: dict[str, Any], field: str) -> int:
+    raw = sampling.get(field, 0)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
+        raise SamplingError(f"sampling.{field}={_shown(raw)} is not an integer") from None
+    high = _SAMPLING_INTS[field]
+    if not 0 <= value <= high:
+        raise SamplingError(f"sampling.{field}={_shown(value)} is out of range: must be within [0, {high}]")
+    return value
+
+
+def _sampling_float(sampling: dict[str, Any], field: str, default: float) -> float:
+    raw = sampling.get(field, default)
+    try:
+        return float(raw)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a huge int
+        raise SamplingError(f"sampling.{field}={_shown(raw)} is not a number") from None
+
+
 def sampling_pb(sampling: dict[str, Any]) -> pb.SamplingParams:
+    """The SamplingParams for a sampling dict; a value its field cannot hold raises SamplingError naming it."""
     return pb.SamplingParams(
-        temperature=float(sampling.get("temperature", 0.0)),
-        top_p=float(sampling.get("top_p", 1.0)),
-        max_tokens=int(sampling.get("max_tokens", 0)),
+        temperature=_sampling_float(sampling, "temperature", 0.0),
+        top_p=_sampling_float(sampling, "top_p", 1.0),
+        max_tokens=_sampling_int(sampling, "max_tokens"),
         stop=list(sampling.get("stop", [])),
-        seed=int(sampling.get("seed", 0)),
+        seed=_sampling_int(sampling, "seed"),
     )
 
 

@@ -12,6 +12,10 @@ from warrior.common.security import redact_url
 DEFAULT_HOME = ".warrior"
 
 
+class SettingsError(ValueError):
+    """An environment variable (or the file it names) holds an unusable value; the message names it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where this process finds the shared infrastructure.
@@ -64,9 +68,9 @@ def _positive_float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+        raise SettingsError(f"environment variable {name}={raw!r} is not a number") from None
     if value <= 0:
-        raise ValueError(f"environment variable {name}={raw!r} must be positive")
+        raise SettingsError(f"environment variable {name}={raw!r} must be positive")
     return value
 
 
@@ -75,7 +79,7 @@ def _non_negative_int(name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit():
-        raise ValueError(f"environment variable {name}={raw!r} must be a whole number >= 0")
+        raise SettingsError(f"environment variable {name}={raw!r} must be a whole number >= 0")
     return int(raw)
 
 
@@ -84,15 +88,15 @@ def _redis_password() -> str | None:
     direct = os.environ.get("REDIS_PASSWORD", "")
     path = os.environ.get("REDIS_PASSWORD_FILE", "").strip()
     if direct and path:
-        raise ValueError("both REDIS_PASSWORD and REDIS_PASSWORD_FILE are set: use one")
+        raise SettingsError("both REDIS_PASSWORD and REDIS_PASSWORD_FILE are set: use one")
     if path:
         try:
             with open(path, encoding="utf-8") as handle:
                 direct = handle.read().rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"REDIS_PASSWORD_FILE={path}: cannot read the file ({exc})") from None
+            raise SettingsError(f"REDIS_PASSWORD_FILE={path}: cannot read the file ({exc})") from None
         if not direct:
-            raise ValueError(f"REDIS_PASSWORD_FILE={path}: the file is empty")
+            raise SettingsError(f"REDIS_PASSWORD_FILE={path}: the file is empty")
     return direct or None
 
 
@@ -114,7 +118,7 @@ def redis_url_with_password(url: str) -> str:
     if colon and existing:
         if unquote(existing) == password:
             return url
-        raise ValueError(
+        raise SettingsError(
             f"REDIS_URL={redact_url(url)} carries a password other than REDIS_PASSWORD(_FILE)'s: give it once"
         )
     netloc = f"{user}:{quote(password, safe='')}@{hostinfo}"

@@ -41,6 +41,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "S3Store",
+    "StoreConfigError",
     "StoreError",
     "open_store",
     "validate_key",
@@ -74,6 +75,10 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
 class StoreError(Exception):
     """Base error of the object store; the message names the key or URL concerned."""
+
+
+class StoreConfigError(StoreError):
+    """The store URL or its credentials are unusable (a setting to fix, not a failed request)."""
 
 
 class StoreUnavailable(StoreError):
@@ -168,7 +173,10 @@ def _encode_json(key: str, obj: Any) -> bytes:
 def _decode_json(key: str, data: bytes) -> Any:
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:  # arrays/objects nested deeper than the decoder recurses
+        raise StoreError(f"object {key!r} is not usable JSON: nested too deeply") from None
+    except ValueError as exc:
+        # Malformed JSON, bytes that are not UTF-8, or an integer longer than Python converts.
         raise StoreError(f"object {key!r} is not valid JSON: {exc}") from exc
 
 
@@ -255,7 +263,7 @@ class LocalStore(_JsonMixin):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create store directory {str(self.root)!r}: {exc}") from exc
+            raise StoreConfigError(f"cannot create store directory {str(self.root)!r}: {exc}") from exc
         self.url = self.root.as_uri()
 
     def __repr__(self) -> str:
@@ -391,12 +399,14 @@ class S3Store(_JsonMixin):
         if "://" in endpoint:
             parts = urlsplit(endpoint)
             if parts.scheme not in ("http", "https") or (parts.scheme == "https") != secure:
-                raise StoreError(
+                raise StoreConfigError(
                     f"S3 endpoint {endpoint!r} does not match secure={secure} "
                     "(use http:// for secure=False, https:// for secure=True)"
                 )
             if parts.path not in ("", "/") or parts.query or parts.username:
-                raise StoreError(f"S3 endpoint {parts.scheme}://{parts.hostname} must be scheme://host[:port] only")
+                raise StoreConfigError(
+                    f"S3 endpoint {parts.scheme}://{parts.hostname} must be scheme://host[:port] only"
+                )
             host = parts.netloc
         self.endpoint = ("https://" if secure else "http://") + host
         self.bucket = bucket
@@ -419,7 +429,7 @@ class S3Store(_JsonMixin):
                 http_client=http_client,
             )
         except ValueError as exc:
-            raise StoreError(f"invalid S3 endpoint {self.endpoint!r}: {exc}") from exc
+            raise StoreConfigError(f"invalid S3 endpoint {self.endpoint!r}: {exc}") from exc
         if create_bucket:
             self._ensure_bucket()
 
@@ -558,20 +568,20 @@ def s3_credentials() -> tuple[str, str]:
         direct = os.environ.get(var, "")
         path = os.environ.get(f"{var}_FILE", "").strip()
         if direct and path:
-            raise StoreError(f"both {var} and {var}_FILE are set: use one")
+            raise StoreConfigError(f"both {var} and {var}_FILE are set: use one")
         if path:
             try:
                 with open(path, encoding="utf-8") as handle:
                     direct = handle.read().strip()
             except (OSError, UnicodeDecodeError) as exc:
-                raise StoreError(f"{var}_FILE={path}: cannot read the file ({exc})") from None
+                raise StoreConfigError(f"{var}_FILE={path}: cannot read the file ({exc})") from None
             if not direct:
-                raise StoreError(f"{var}_FILE={path}: the file is empty")
+                raise StoreConfigError(f"{var}_FILE={path}: the file is empty")
         if not direct:
             missing.append(f"{var} (or {var}_FILE)")
         values.append(direct)
     if missing:
-        raise StoreError(f"an s3 store needs credentials in the environment; missing: {', '.join(missing)}")
+        raise StoreConfigError(f"an s3 store needs credentials in the environment; missing: {', '.join(missing)}")
     return values[0], values[1]
 
 
@@ -599,32 +609,34 @@ def _open_s3(raw_url: str) -> S3Store:
     parts = urlsplit(raw_url)
     if redact_url(raw_url) != raw_url or parts.username or parts.password:
         # Not even the redacted URL: its other parts may hold the rest of a credential.
-        raise StoreError(
+        raise StoreConfigError(
             f"the store URL ({_STORE_URL_ENV}) may not carry credentials; "
             f"give them in {_ACCESS_KEY_ENV} / {_SECRET_KEY_ENV} (or their *_FILE variables)"
         )
     url = _shown(parts)
     bucket = parts.netloc
     if not bucket:
-        raise StoreError(f"s3 store URL {url!r} names no bucket (expected s3://bucket/prefix?endpoint=...)")
+        raise StoreConfigError(f"s3 store URL {url!r} names no bucket (expected s3://bucket/prefix?endpoint=...)")
     try:
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
-        raise StoreError(f"s3 store URL {url!r} has a malformed query") from None
+        raise StoreConfigError(f"s3 store URL {url!r} has a malformed query") from None
     unknown = sorted(set(query) - {"endpoint", "region"})
     if unknown:
-        raise StoreError(
+        raise StoreConfigError(
             f"s3 store URL {url!r} has unknown parameters {_param_names(unknown)} (known: endpoint, region)"
         )
     for name, values in query.items():
         if len(values) != 1 or not values[0]:
-            raise StoreError(f"s3 store URL {url!r} needs exactly one non-empty {name}=")
+            raise StoreConfigError(f"s3 store URL {url!r} needs exactly one non-empty {name}=")
     if "endpoint" not in query:
-        raise StoreError(f"s3 store URL {url!r} needs an endpoint= parameter, e.g. ?endpoint=http://127.0.0.1:9000")
+        raise StoreConfigError(
+            f"s3 store URL {url!r} needs an endpoint= parameter, e.g. ?endpoint=http://127.0.0.1:9000"
+        )
     endpoint = query["endpoint"][0]
     scheme = urlsplit(endpoint).scheme
     if scheme not in ("http", "https"):
-        raise StoreError(f"s3 endpoint {endpoint!r} in {url!r} must start with http:// or https://")
+        raise StoreConfigError(f"s3 endpoint {endpoint!r} in {url!r} must start with http:// or https://")
     access_key, secret_key = s3_credentials()
     return S3Store(
         endpoint=endpoint,
@@ -644,24 +656,26 @@ def open_store(url: str) -> ObjectStore:
     variables); a URL carrying credentials is refused.
     """
     if not url:
-        raise StoreError("empty store url")
+        raise StoreConfigError("empty store url")
     if "://" not in url:
         if _SCHEME_LIKE.match(url):
             scheme = url.split(":", 1)[0].lower()
-            raise StoreError(f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)")
+            raise StoreConfigError(f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)")
         return LocalStore(Path(url))
     scheme = urlsplit(url).scheme.lower()
     if scheme == "file":
         parts = urlsplit(url)
         url = redact_url(url)
         if "@" in parts.netloc:
-            raise StoreError(f"the store URL ({_STORE_URL_ENV}) may not carry credentials: {url!r}")
+            raise StoreConfigError(f"the store URL ({_STORE_URL_ENV}) may not carry credentials: {url!r}")
         if parts.netloc not in ("", "localhost"):
-            raise StoreError(f"file store URL {url!r} must be file:///absolute/path (got host {parts.hostname!r})")
+            raise StoreConfigError(
+                f"file store URL {url!r} must be file:///absolute/path (got host {parts.hostname!r})"
+            )
         if parts.query or parts.fragment:
-            raise StoreError(f"file store URL {url!r} may not have a query or fragment")
+            raise StoreConfigError(f"file store URL {url!r} may not have a query or fragment")
         return LocalStore(Path(unquote(parts.path)))
     if scheme == "s3":
         return _open_s3(url)
     # Only the scheme is named: the rest of an unknown URL may hold secrets.
-    raise StoreError(f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)")
+    raise StoreConfigError(f"unsupported store url scheme {scheme!r} (expected file://, s3:// or a path)")
