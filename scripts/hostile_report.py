@@ -2,8 +2,9 @@
 
     python scripts/hostile_report.py [--json bench/results/hostile.json] [--only NAME ...]
 
-Exit status 0 when every program was contained, 1 otherwise. Run it as root to include the
-kernel-enforced layers (the programs marked needs_root are skipped otherwise).
+Exit status 0 when every program was contained, 1 otherwise. As root every run gets an identity and
+a network namespace of its own; as any user it gets the seccomp filter and the Landlock ruleset
+where the kernel offers them; a program whose layers are missing is reported as skipped.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import os
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+from warrior.trainer.confinement import available
 from warrior.trainer.hostile import HOSTILE, render_table, run_hostile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=[p.name for p in HOSTILE], help="run these programs only")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    layers = available()
+    print(f"caller uid {os.geteuid()}; kernel layers: {layers.describe()}\n")
     rows = run_hostile(only=args.only)
     print(render_table(rows))
     failed = [r for r in rows if r.contained is False]
@@ -42,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NOT CONTAINED {row.program}: {row.detail}", file=sys.stderr)
     report = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": {"python": platform.python_version(), "kernel": platform.release(), "root": os.geteuid() == 0},
+        "host": {
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "root": os.geteuid() == 0,
+            "uid": os.geteuid(),
+            "layers": asdict(layers),
+        },
         "seconds": round(seconds, 2),
         "rows": [r.to_dict() for r in rows],
     }

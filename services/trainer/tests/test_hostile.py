@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -88,3 +92,67 @@ def test_a_program_that_escaped_would_be_reported_as_not_contained() -> None:
     rows = run_hostile([passes, leaves])
     assert [r.contained for r in rows] == [False, False]
     assert "its attack worked" in rows[0].detail and "expected 'timeout'" in rows[1].detail
+
+
+UNPRIVILEGED_UID = 10001  # the uid the service images run as
+
+
+def _passable_mounts(target: str, stash: Path) -> list[str]:
+    """Shell commands that make every folder on the way to `target` passable for other users, in a
+    private mount namespace: a root-only folder (an interpreter under /root, say) gets a tmpfs over
+    it holding only the one entry on the way, bound back in from where it really is."""
+    commands = ["mount --make-rprivate /"]
+    parts = Path(target).parts
+    for depth in range(1, len(parts) - 1):
+        folder = Path(*parts[: depth + 1])
+        if os.stat(folder).st_mode & 0o001:
+            continue
+        entry = folder / parts[depth + 1]
+        kept = stash / str(depth)
+        kept.mkdir()
+        make = "mkdir" if entry.is_dir() else "touch"
+        commands += [
+            f"mount --bind {shlex.quote(str(entry))} {shlex.quote(str(kept))}",
+            f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(str(folder))}",
+            f"{make} {shlex.quote(str(entry))}",
+            f"mount --bind {shlex.quote(str(kept))} {shlex.quote(str(entry))}",
+        ]
+    return commands
+
+
+def test_the_hostile_set_is_contained_for_a_caller_that_is_not_root() -> None:
+    """As deployed (uid 10001, no identity or network namespace to give a run), the seccomp filter and
+    the Landlock ruleset contain every program whose layers the host offers, the audit hook off."""
+    root = Path(__file__).resolve().parents[3]
+    out = Path(tempfile.mkdtemp(prefix="warrior-hostile-report-"))
+    try:
+        out.chmod(0o777)
+        report = out / "hostile.json"
+        command = [sys.executable, str(root / "scripts" / "hostile_report.py"), "--json", str(report)]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(out), "LANG": "C.UTF-8"}
+        if os.geteuid() == 0:
+            setpriv, unshare = shutil.which("setpriv"), shutil.which("unshare")
+            assert setpriv and unshare, "setpriv and unshare (util-linux) run the caller as another user"
+            drop = [setpriv, f"--reuid={UNPRIVILEGED_UID}", f"--regid={UNPRIVILEGED_UID}", "--clear-groups", "--"]
+            stash = Path(tempfile.mkdtemp(prefix="warrior-stash-", dir=out))
+            script = _passable_mounts(os.path.realpath(sys.base_prefix), stash)
+            script.append("exec " + shlex.join([*drop, *command]))
+            command = [unshare, "--mount", "sh", "-c", " && ".join(script)]
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert report.exists(), done.stdout + done.stderr
+        written = json.loads(report.read_text())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    host = written["host"]
+    assert host["uid"] != 0 and not host["root"]
+    rows = written["rows"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert [r["program"] for r in rows] == [p.name for p in HOSTILE]
+    assert not [r for r in rows if r["contained"] is False]
+    layers = host["layers"]
+    offered = {"seccomp": layers["seccomp"], "landlock": layers["landlock_abi"] > 0}
+    for row, program in zip(rows, HOSTILE, strict=True):
+        if row["contained"] is None:  # skipped: only for a layer this host lacks
+            assert not all(offered[name] for name in program.needs), row
+    if all(offered.values()):
+        assert all(r["contained"] for r in rows), done.stdout

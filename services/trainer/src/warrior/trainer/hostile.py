@@ -13,9 +13,11 @@ folder, /tmp, /dev/shm), no connection reached a listener, no process of the run
 worker's own limits, priority and CPU affinity are unchanged. ``scripts/hostile_report.py`` prints
 the table and writes it as JSON.
 
-Programs marked ``needs_root`` test the kernel-enforced layers (an unprivileged uid of the run's
-own, a network namespace), which the sandbox only has when its caller is root; without root they
-are reported as skipped.
+Programs with ``needs`` test the kernel-enforced layers with the audit hook off. A caller that is
+root gives every run an unprivileged uid of its own and a network namespace, so they all run then;
+a caller that is not root (the images run as uid 10001) relies on the seccomp filter and the
+Landlock ruleset (see :mod:`warrior.trainer.confinement`), and a program whose layers the host lacks
+is reported as skipped, naming them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from warrior.trainer.confinement import available
 from warrior.trainer.sandbox import _UID_BASE, _UID_COUNT, _lock_directory, run
 
 __all__ = ["HOSTILE", "Hostile", "HostileRow", "render_table", "run_hostile", "stray_identity_objects"]
@@ -61,7 +64,11 @@ class Hostile:
     code: str
     expected: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)
-    needs_root: bool = False
+    # Kernel layers that contain it when the caller is not root ("seccomp", "landlock"); a root
+    # caller's own-uid and network-namespace layers contain every program.
+    needs: tuple[str, ...] = ()
+    # Whether a root caller's layers contain it without those (False: it needs them from root too).
+    root_suffices: bool = True
     # Seconds to wait after the run before looking for its effects (a child that acts late).
     settle_s: float = 0.0
 
@@ -116,7 +123,7 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("fork_bomb_kernel", "fork bomb with the audit hook off; children leave the process group",
             "import os\nwhile True:\n    try:\n        child = os.fork()\n    except OSError:\n        continue\n"
             "    if child == 0:\n        os.setsid()\n",
-            ("timeout",), {"timeout_s": 1.5, "max_processes": 12, "audit_hook": False}, needs_root=True),
+            ("timeout",), {"timeout_s": 1.5, "max_processes": 12, "audit_hook": False}, needs=("seccomp",)),
     Hostile("subprocess_shell", "a shell command through subprocess",
             "import subprocess\nsubprocess.run('id > @DROP@/shell-@NONCE@', shell=True)\n", ("blocked no_subprocess",)),
     Hostile("posix_spawn", "os.posix_spawn of /bin/sh",
@@ -131,7 +138,7 @@ HOSTILE: tuple[Hostile, ...] = (
             "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
             "        time.sleep(1.5)\n"
             "        open('@DROP@/late-@NONCE@', 'w').write('still here')\n    os._exit(0)\nsys.exit(1)\n",
-            ("failed",), {"audit_hook": False}, needs_root=True, settle_s=2.5),
+            ("failed",), {"audit_hook": False}, needs=("seccomp",), settle_s=2.5),
     Hostile("thread_bomb", "threads until the system says no",
             "import threading, time\nwhile True:\n"
             "    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n",
@@ -192,7 +199,7 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("stray_fifo_kernel", "a FIFO in /tmp with the audit hook off",
             "import os, sys\nos.mkfifo('@TMP@/hostile-kfifo-@NONCE@')\nos.mkfifo('@DROP@/kfifo-@NONCE@')\n"
             "sys.exit(1)\n",
-            ("failed",), {"audit_hook": False}, needs_root=True),
+            ("failed",), {"audit_hook": False}, needs=("seccomp",)),
     # Credentials and other processes.
     Hostile("env_credentials", "looks for credentials in its environment",
             "import os, sys\nprint(dict(os.environ))\nfound = [k for k in os.environ if 'SECRET' in k or 'AWS' in k "
@@ -202,9 +209,10 @@ HOSTILE: tuple[Hostile, ...] = (
             "sys.exit(0 if b'SECRET' in data else 1)\n", ("blocked no_process_info",)),
     Hostile("proc_snoop", "reads every process's environment and command line",
             "import os\nfor pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n"
-            "        print(open(f'/proc/{pid}/environ', 'rb').read())\n", ("blocked no_process_info",)),
+            "        print(open(f'/proc/{pid}/environ', 'rb').read())\n",
+            ("blocked no_process_info", "failed")),  # Landlock refuses listing /proc before the hook sees a read
     Hostile("secret_file", "reads a file only the worker may read",
-            "print(open('@SECRET_FILE@').read())\n", ("failed",), needs_root=True),
+            "print(open('@SECRET_FILE@').read())\n", ("failed",), needs=("landlock",)),
     Hostile("kill_parent", "SIGKILL to the worker", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
             ("blocked no_signals",)),
     Hostile("killpg_parent", "SIGKILL to the worker's process group",
@@ -226,7 +234,7 @@ HOSTILE: tuple[Hostile, ...] = (
             "    lambda: os.kill(os.getppid(), 0),\n):\n    try:\n        done.append(attempt())\n"
             "    except OSError as exc:\n"
             "        print(type(exc).__name__, exc.errno)\nsys.exit(0 if done else 1)\n",
-            ("failed", "blocked"), {"timeout_s": 5}, needs_root=True),
+            ("failed", "blocked"), {"timeout_s": 5}, needs=("landlock", "seccomp")),
     # Network.
     Hostile("network_tcp", "a TCP connection to a listener on the worker's loopback",
             "import socket\nsocket.create_connection(('127.0.0.1', @PORT@), timeout=2).sendall(b'hi')\n",
@@ -238,12 +246,37 @@ HOSTILE: tuple[Hostile, ...] = (
             ("blocked no_network",)),
     Hostile("network_kernel", "a TCP connection with the audit hook off",
             "import socket\nsocket.create_connection(('127.0.0.1', @PORT@), timeout=2).sendall(b'hi')\n",
-            ("failed",), {"audit_hook": False}, needs_root=True),
+            ("failed",), {"audit_hook": False}, needs=("seccomp",)),
+    # The same attacks with the audit hook off: only the kernel-enforced layers stand.
+    Hostile("kill_parent_kernel", "SIGKILL to the worker with the audit hook off",
+            "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", ("failed",), {"audit_hook": False},
+            needs=("seccomp",)),
+    Hostile("ctypes_kill_kernel", "native code: libc kill() of the worker's process group, audit hook off",
+            "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "sys.exit(0 if libc.kill(-os.getpgid(os.getppid()), 9) == 0 else 1)\n", ("failed",),
+            {"audit_hook": False}, needs=("seccomp",)),
+    Hostile("parent_environ_kernel", "reads the worker's environment from /proc with the audit hook off",
+            "import os, sys\ndata = open(f'/proc/{os.getppid()}/environ', 'rb').read()\nprint(data)\n"
+            "sys.exit(0 if b'SECRET' in data else 1)\n", ("failed",), {"audit_hook": False}),
+    Hostile("write_outside_kernel", "writes into the worker's folder and /tmp with the audit hook off",
+            "import sys\nwritten = 0\nfor path in ('@CANARY@', '@DROP@/drop-@NONCE@', '@TMP@/hostile-@NONCE@'):\n"
+            "    try:\n        open(path, 'w').write('pwned')\n        written += 1\n    except OSError as exc:\n"
+            "        print(path, exc.errno)\nsys.exit(0 if written else 1)\n", ("failed",), {"audit_hook": False},
+            needs=("landlock",)),
+    Hostile("unshare_kernel", "a user and network namespace of its own (root inside), audit hook off",
+            "import ctypes, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "sys.exit(0 if libc.unshare(0x10000000 | 0x40000000) == 0 else 1)\n", ("failed",),
+            {"audit_hook": False}, needs=("seccomp",), root_suffices=False),
     # The verdict itself.
     Hostile("forged_verdict", "prints the sandbox's own 'blocked' marker and exit code",
             "import os, sys\nsys.stderr.write('\\n[warrior-sandbox 0123456789abcdef] blocked no_network: forged\\n')\n"
             "sys.stderr.flush()\nos._exit(86)\n", ("failed",)),
 )  # fmt: skip
+
+
+def _offered(layer: str) -> bool:
+    layers = available()
+    return {"seccomp": layers.seccomp, "landlock": layers.landlock_abi > 0}[layer]
 
 
 def _outcome(status: str, limit: str | None) -> str:
@@ -414,9 +447,11 @@ def _run_one(
     secret_file: str, keep: str,
 ) -> HostileRow:  # fmt: skip
     expected = " | ".join(program.expected)
-    if program.needs_root and not root:
+    missing = [] if root and program.root_suffices else [name for name in program.needs if not _offered(name)]
+    if missing:
+        whom = "" if root else " a caller that is not root"
         return HostileRow(program.name, program.attack, expected, "skipped", None, None, 0.0,
-                          "needs root: the kernel-enforced layers are off for a caller that is not root")  # fmt: skip
+                          f"needs {' and '.join(missing)}, which this host does not offer{whom}")  # fmt: skip
     nonce = secrets.token_hex(6)
     code = program.code
     for token, value in (

@@ -15,7 +15,15 @@ output read through pipes and capped. Layers, outermost first:
   users' processes (the caller included) and counts RLIMIT_NPROC per run. After the run every
   process of that uid is killed, catching anything that left the process group, and every file it
   owns in the world-writable directories (/tmp, /var/tmp, /dev/shm...) is removed. A caller that is
-  not root gets every other layer, with the audit hook as the only guard of its files and signals.
+  not root (the service images run as uid 10001) gets every other layer.
+* Kernel confinement that needs no privileges (`warrior.trainer.confinement`), installed by the
+  child on itself and inherited by all it starts: a seccomp filter (no signals, tracing, limits or
+  priority changes for any process outside its own group, no leaving that group, no sockets, no
+  io_uring, namespaces, mounts, FIFOs, device nodes or memory-backed files) and, where the kernel
+  offers Landlock, a ruleset that lets it write only in its directory and read only the system's
+  libraries and the interpreter (not /proc, not the worker's files or mounted Secrets), with TCP
+  and signals outside its domain refused on newer kernels. The caller also makes itself
+  non-dumpable, so that its /proc entries (environment, memory) are closed to its own user.
 * Network namespace (when the caller may create one): the child gets a namespace with only a
   loopback interface that is down, so no connection reaches any host, the caller's loopback
   included. Where namespaces are not permitted this layer is skipped silently.
@@ -58,6 +66,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from warrior.trainer import confinement
 
 __all__ = ["STATUSES", "SandboxResult", "Status", "run"]
 
@@ -183,6 +193,29 @@ def _boot():
             setup_failed("prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != cfg["parent"]:
         os._exit(cfg["setup_exit"])  # the caller is gone already
+    if (cfg["landlock_fd"] is not None or cfg["seccomp"] is not None) and libc is None:
+        setup_failed("ctypes is needed to install the kernel confinement")
+    if cfg["landlock_fd"] is not None:
+        # landlock_restrict_self(ruleset, 0): the same number on every architecture.
+        if libc.syscall(ctypes.c_long(446), ctypes.c_int(cfg["landlock_fd"]), ctypes.c_uint32(0)) != 0:
+            setup_failed("landlock_restrict_self: %s" % os.strerror(ctypes.get_errno()))
+        os.close(cfg["landlock_fd"])
+    if cfg["seccomp"] is not None:
+        import struct
+
+        pid = os.getpid()
+        fill = {"pid": pid & 0xFFFFFFFF, "-pid": (-pid) & 0xFFFFFFFF}
+        raw = b"".join(struct.pack("=HBBI", c, jt, jf, fill.get(k, k)) for c, jt, jf, k in cfg["seccomp"])
+        buffer = ctypes.create_string_buffer(raw, len(raw))
+
+        class Program(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        program = Program(len(raw) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+        # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        if libc.prctl(ctypes.c_int(22), ctypes.c_ulong(2), ctypes.byref(program), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0)) != 0:
+            setup_failed("prctl(PR_SET_SECCOMP): %s" % os.strerror(ctypes.get_errno()))
     del libc
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.") or m == "_ctypes"]:
         del sys.modules[name]
@@ -642,10 +675,35 @@ def _remove_identity_files(uid: int) -> None:
 
 
 def _kill_group(pgid: int) -> None:
+    """SIGKILL the process group until no live member is left: a member forking while the group is
+    killed cannot leave a child behind (with the seccomp filter no member can leave the group)."""
+    for _ in range(100):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            return  # nothing left in the group
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.005)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` other than a zombie is still there."""
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        names = os.listdir("/proc")
     except OSError:
-        pass  # nothing left in the group
+        return False
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _remove_tree(path: str) -> None:
@@ -841,6 +899,7 @@ def run(
     excerpt_chars: int = 4_000,
     isolate_network: bool = True,
     audit_hook: bool = True,
+    kernel_confinement: bool = True,
 ) -> SandboxResult:
     """Run `code` as a Python program in a contained child process and report what became of it.
 
@@ -855,14 +914,19 @@ def run(
     isolate_network: put the child in a network namespace of its own where permitted.
     audit_hook: install the audit hook; turning it off leaves only the kernel-enforced layers
         (for checking those on their own, never for untrusted code).
+    kernel_confinement: install the seccomp filter and the Landlock ruleset where the host offers
+        them (see `warrior.trainer.confinement`); off only to show what they stop.
     """
     if timeout_s <= 0 or memory_mb <= 0 or max_output_bytes <= 0:
         raise ValueError("timeout_s, memory_mb and max_output_bytes must be positive")
     started = time.monotonic()
     tag = f"[warrior-sandbox {secrets.token_hex(8)}] "
+    confinement.protect_caller()
+    layers = confinement.available()
     uid = _IDENTITIES.acquire() if os.geteuid() == 0 else None
     directory: str | None = None
     proc: subprocess.Popen[bytes] | None = None
+    ruleset: int | None = None
     out, err = _Tail(max(4 * excerpt_chars, 8192)), _Tail(max(4 * excerpt_chars, 8192))
     try:
         directory = tempfile.mkdtemp(prefix="warrior-sandbox-")
@@ -882,6 +946,12 @@ def run(
         finally:
             os.close(fd)
         cpu_limit_s = max(1, math.ceil(timeout_s))
+        if kernel_confinement:
+            try:
+                ruleset = confinement.landlock_ruleset(directory)
+            except OSError as exc:
+                detail = f"cannot build the Landlock rules: {exc}"
+                return SandboxResult(False, "error", "sandbox setup", None, "", detail, 0.0)
         config = {
             "tag": tag,
             "dir": directory,
@@ -895,6 +965,8 @@ def run(
             "processes": processes,
             "isolate_network": isolate_network,
             "audit": audit_hook,
+            "landlock_fd": ruleset,
+            "seccomp": confinement.seccomp_filter() if kernel_confinement and layers.seccomp else None,
             "blocked_exit": _BLOCKED_EXIT,
             "setup_exit": _SETUP_EXIT,
         }
@@ -909,9 +981,14 @@ def run(
                 env=_minimal_env(directory),
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=() if ruleset is None else (ruleset,),
             )
         except OSError as exc:
             return SandboxResult(False, "error", "sandbox setup", None, "", f"cannot start: {exc}", 0.0)
+        finally:
+            if ruleset is not None:
+                os.close(ruleset)
+                ruleset = None
         try:
             stopped = _collect(proc, started + timeout_s, out, err, max_output_bytes)
         finally:
@@ -943,6 +1020,8 @@ def run(
             duration_s=round(duration, 3),
         )
     finally:
+        if ruleset is not None:
+            os.close(ruleset)
         if proc is not None:
             if proc.returncode is None:  # interrupted before the normal end: stop everything anyway
                 _kill_group(proc.pid)

@@ -9,6 +9,10 @@ most ``save_steps`` steps. A run that already finished returns at once. Training
 longer than the broker's visibility timeout (WARRIOR_VISIBILITY_TIMEOUT_S, one hour by default)
 needs a larger one for the whole stack, or else a second worker gets the task while the first
 still trains; long runs belong in the Kubernetes Job (``warrior-train``) instead.
+
+The worker runs model-generated programs (evaluation) in the sandbox, so every process of it is
+made non-dumpable at import, before the pool forks: a program cannot read a worker's environment
+(credentials) through /proc even where the kernel offers no Landlock.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from warrior.common.celery_app import make_celery
 from warrior.common.runtime import get_runtime
 from warrior.common.store import ObjectStore
 from warrior.trainer.config import TrainConfig, parse_train_config, parse_train_yaml
+from warrior.trainer.confinement import protect_caller
 
+protect_caller()
 app = make_celery("trainer")
 
 
