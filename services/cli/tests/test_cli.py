@@ -67,6 +67,19 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(tmp_path: Path, env: dict
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("command", [["status"], ["experts"]])
+def test_no_reachable_redis_is_one_clear_error(tmp_path: Path, command: list[str]) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "WARRIOR_", "AWS_"))}
+    env = clean | {"WARRIOR_HOME": str(tmp_path), "REDIS_URL": "redis://:not-this-password@127.0.0.1:1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "warrior.cli.main", *command], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: cannot reach Redis at redis://:***@127.0.0.1:1"), result.stderr
+    assert "warrior up" in result.stderr and "Traceback" not in result.stderr
+    assert "not-this-password" not in result.stderr + result.stdout
+
+
 def test_a_bad_setting_in_main_prints_no_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from warrior.cli import campaign as ops
 from warrior.cli.stack import LocalStack, StackError
 from warrior.cli.tables import table
@@ -19,7 +21,7 @@ from warrior.common.celery_app import make_celery
 from warrior.common.registry import summarize
 from warrior.common.runtime import Runtime, get_runtime
 from warrior.common.security import SecurityConfigError, redact_url
-from warrior.common.settings import SettingsError
+from warrior.common.settings import Settings, SettingsError
 from warrior.common.store import StoreConfigError
 from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest
 
@@ -406,6 +408,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_BAD_INPUT
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except redis.exceptions.ConnectionError as exc:  # AuthenticationError too
+        where = redact_url(Settings.from_env().redis_url)
+        print(
+            f"error: cannot reach Redis at {where}: {exc}\n"
+            "start the local stack with `warrior up` (or `make demo`), or point REDIS_URL at a running Redis",
+            file=sys.stderr,
+        )
         code = 1
     except RuntimeError as exc:
         # Flywheel steps, exports and evaluations name the step and what to do; no traceback needed.
