@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,12 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from warrior.common import security
 from warrior.common.security import (
     ClientSecurity,
     SecurityConfigError,
     ServerSecurity,
+    TokenSource,
     bearer_matches,
     read_token,
     redact_url,
@@ -44,7 +47,8 @@ def test_server_settings_from_files(test_pki: dict[str, Path], tmp_path: Path) -
         "WARRIOR_GRPC_TOKEN_FILE": str(token_file),
     }
     server = ServerSecurity.from_env(env)
-    assert server.tls and server.mutual_tls and server.locked and server.token == TOKEN
+    assert server.tls and server.mutual_tls and server.locked and server.token is not None
+    assert server.token.accepted() == (TOKEN,)
     assert server.describe() == "mutual TLS, bearer token required"
     assert server.credentials() is not None and len(server.interceptors()) == 1
     # Nothing secret in reprs.
@@ -99,7 +103,8 @@ def test_client_settings(test_pki: dict[str, Path]) -> None:
             "WARRIOR_GRPC_TOKEN": TOKEN,
         }
     )
-    assert client.tls_required and client.server_name == "warrior-expert" and client.token == TOKEN
+    assert client.tls_required and client.server_name == "warrior-expert"
+    assert client.token is not None and client.token.send() == TOKEN
     assert TOKEN not in repr(client)
 
 
@@ -111,6 +116,17 @@ def test_token_file_is_stripped_and_checked(tmp_path: Path) -> None:
     with pytest.raises(SecurityConfigError, match="empty"):
         read_token({"WARRIOR_GRPC_TOKEN_FILE": str(path)})
     assert read_token({}) is None
+
+
+def test_a_token_file_may_hold_several_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    path.write_text(f"{TOKEN}\n\nnext-{TOKEN}\n")
+    source = TokenSource.from_env({"WARRIOR_GRPC_TOKEN_FILE": str(path)})
+    assert source is not None and source.accepted() == (TOKEN, f"next-{TOKEN}") and source.send() == TOKEN
+    path.write_text(f"{TOKEN}\nnot one\n")
+    with pytest.raises(SecurityConfigError, match=r"line 2: the token must be printable") as info:
+        TokenSource.from_env({"WARRIOR_GRPC_TOKEN_FILE": str(path)})
+    assert TOKEN not in str(info.value)
 
 
 def test_bearer_matching() -> None:
@@ -194,6 +210,38 @@ def test_token_is_required_on_every_call(serve: Any, caplog: pytest.LogCaptureFi
         assert _watch(channel) == grpc.StatusCode.OK
     assert "refused /grpc.health.v1.Health/Check" in caplog.text
     assert TOKEN not in caplog.text
+
+
+def test_a_rotated_token_file_takes_effect_without_a_restart(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(security, "TOKEN_RECHECK_S", 0.0)
+    old, new = f"old-{TOKEN}", f"new-{TOKEN}"
+    server_file, caller_file = tmp_path / "server-token", tmp_path / "caller-token"
+
+    def write(path: Path, *tokens: str) -> None:
+        staged = path.with_suffix(".staged")
+        staged.write_text("\n".join(tokens) + "\n")
+        os.replace(staged, path)  # as a Secret volume swaps its files
+
+    write(server_file, old)
+    write(caller_file, old)
+    endpoint = serve(ServerSecurity.from_env({"WARRIOR_GRPC_TOKEN_FILE": str(server_file)}))
+    caller = ClientSecurity.from_env({"WARRIOR_GRPC_TOKEN_FILE": str(caller_file)})
+    stranger = ClientSecurity(token=new)
+    with caller.channel(endpoint, tls=False) as channel, stranger.channel(endpoint, tls=False) as other:
+        assert (_check(channel), _check(other)) == (grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED)
+        write(server_file, new, old)  # 1. every server accepts both
+        assert (_check(channel), _check(other)) == (grpc.StatusCode.OK, grpc.StatusCode.OK)
+        write(caller_file, new)  # 2. callers send the new one, on the channel they already hold
+        assert _check(channel) == grpc.StatusCode.OK
+        write(server_file, new)  # 3. the old one is gone
+        assert _check(channel) == grpc.StatusCode.OK
+        assert _check(ClientSecurity(token=old).channel(endpoint, tls=False)) == grpc.StatusCode.UNAUTHENTICATED
+        server_file.write_text("not a token\n")  # a broken update keeps what was in force
+        assert _check(channel) == grpc.StatusCode.OK
+    assert "cannot be used" in caplog.text
+    assert old not in caplog.text and new not in caplog.text
 
 
 def _tls_server(test_pki: dict[str, Path], *, mutual: bool, token: str | None = TOKEN) -> ServerSecurity:

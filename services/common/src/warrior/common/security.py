@@ -24,7 +24,12 @@ Callers (workers, the CLI):
   endpoints reached by an address the certificate does not name (Kubernetes pod IPs).
 * ``WARRIOR_GRPC_TOKEN`` / ``WARRIOR_GRPC_TOKEN_FILE``: the token sent on every call.
 
-The token is never logged, never part of an error message, and compared in constant time.
+A token file may hold several tokens, one per line: callers send the first, servers accept any.
+The file is read again when it changes (checked at most once a second), so a rotated Secret takes
+effect without a restart: add the new token as a second line everywhere, then make it the first,
+then remove the old one. A file that turns unreadable or invalid keeps the last good tokens (and
+says so in the log). Tokens are never logged, never part of an error message, and compared in
+constant time.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import hmac
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,28 +109,106 @@ def _pair(env: Mapping[str, str], cert_var: str, key_var: str) -> tuple[bytes, b
 
 
 def read_token(env: Mapping[str, str] | None = None) -> str | None:
-    """The bearer token from WARRIOR_GRPC_TOKEN or the file WARRIOR_GRPC_TOKEN_FILE names; None if neither."""
-    env = os.environ if env is None else env
-    direct = _get(env, ENV_TOKEN)
-    from_file = _get(env, ENV_TOKEN_FILE)
-    if direct and from_file:
-        raise SecurityConfigError(f"both {ENV_TOKEN} and {ENV_TOKEN_FILE} are set: use one")
-    if from_file:
-        raw = _read(env, ENV_TOKEN_FILE)
-        assert raw is not None
-        try:
-            token = raw.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise SecurityConfigError(f"{ENV_TOKEN_FILE}={from_file}: the token must be ASCII") from None
-        source = f"{ENV_TOKEN_FILE}={from_file}"
-    elif direct:
-        token, source = direct, ENV_TOKEN
-    else:
+    """The bearer token callers send (the first of WARRIOR_GRPC_TOKEN_FILE, or WARRIOR_GRPC_TOKEN); None if neither."""
+    source = TokenSource.from_env(env)
+    return source.send() if source is not None else None
+
+
+def _parse_tokens(raw: bytes, source: str) -> tuple[str, ...]:
+    """The tokens of a file: one per non-empty line, each printable ASCII without spaces."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise SecurityConfigError(f"{source}: the token must be ASCII") from None
+    tokens = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not tokens:
+        raise SecurityConfigError(f"{source}: the file is empty")
+    for number, token in enumerate(tokens, 1):
+        if not _TOKEN_CHARS.match(token):
+            # The message names where the token came from, never the token.
+            where = source if len(tokens) == 1 else f"{source} line {number}"
+            raise SecurityConfigError(f"{where}: the token must be printable ASCII without spaces")
+    return tokens
+
+
+# How often a token file is looked at again for a rotation (seconds).
+TOKEN_RECHECK_S = 1.0
+
+
+class TokenSource:
+    """The bearer tokens in force: given directly (WARRIOR_GRPC_TOKEN), or a file (WARRIOR_GRPC_TOKEN_FILE)
+    read again whenever it changes. `send()` is the token callers send, `accepted()` all a server takes."""
+
+    def __init__(self, tokens: tuple[str, ...], path: str | None = None) -> None:
+        self._tokens = tokens
+        self._path = path
+        self._signature = self._stat() if path else None
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+        self._complained: object = None
+
+    @classmethod
+    def of(cls, token: str | TokenSource | None) -> TokenSource | None:
+        if token is None or isinstance(token, TokenSource):
+            return token
+        return cls(_parse_tokens(token.encode("ascii", "replace"), "the token"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TokenSource | None:
+        env = os.environ if env is None else env
+        direct = _get(env, ENV_TOKEN)
+        from_file = _get(env, ENV_TOKEN_FILE)
+        if direct and from_file:
+            raise SecurityConfigError(f"both {ENV_TOKEN} and {ENV_TOKEN_FILE} are set: use one")
+        if from_file:
+            raw = _read(env, ENV_TOKEN_FILE)
+            assert raw is not None
+            return cls(_parse_tokens(raw, f"{ENV_TOKEN_FILE}={from_file}"), from_file)
+        if direct:
+            if not _TOKEN_CHARS.match(direct):
+                raise SecurityConfigError(f"{ENV_TOKEN}: the token must be printable ASCII without spaces")
+            return cls((direct,))
         return None
-    if not _TOKEN_CHARS.match(token):
-        # The message names where the token came from, never the token.
-        raise SecurityConfigError(f"{source}: the token must be printable ASCII without spaces")
-    return token
+
+    def __repr__(self) -> str:
+        return f"TokenSource(file={self._path!r}, tokens=***)" if self._path else "TokenSource(tokens=***)"
+
+    def _stat(self) -> object:
+        assert self._path is not None
+        try:
+            info = os.stat(self._path)  # follows the symlink a mounted Secret swaps on update
+        except OSError as exc:
+            return ("error", exc.errno)
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def accepted(self) -> tuple[str, ...]:
+        if self._path is not None and time.monotonic() - self._checked >= TOKEN_RECHECK_S:
+            self._reload()
+        return self._tokens
+
+    def send(self) -> str:
+        return self.accepted()[0]
+
+    def _reload(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked < TOKEN_RECHECK_S:
+                return
+            self._checked = time.monotonic()
+            signature = self._stat()
+            if signature == self._signature:
+                return
+            source = f"{ENV_TOKEN_FILE}={self._path}"
+            try:
+                with open(str(self._path), "rb") as handle:
+                    tokens = _parse_tokens(handle.read(), source)
+            except (OSError, SecurityConfigError) as exc:
+                if self._complained != signature:
+                    detail = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    log.warning("%s changed but cannot be used (%s): keeping the tokens read before", source, detail)
+                    self._complained = signature
+                return
+            self._tokens, self._signature = tokens, signature
+            log.info("%s changed: %d token(s) in force", source, len(tokens))
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -134,7 +219,10 @@ class ServerSecurity:
     cert_chain: bytes | None = field(default=None, repr=False)
     private_key: bytes | None = field(default=None, repr=False)
     client_ca: bytes | None = field(default=None, repr=False)  # set: mutual TLS is required
-    token: str | None = field(default=None, repr=False)
+    token: TokenSource | str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token", TokenSource.of(self.token))
 
     @property
     def tls(self) -> bool:
@@ -171,7 +259,7 @@ class ServerSecurity:
             cert_chain=pair[0] if pair else None,
             private_key=pair[1] if pair else None,
             client_ca=client_ca,
-            token=read_token(env),
+            token=TokenSource.from_env(env),
         )
 
     def credentials(self) -> grpc.ServerCredentials | None:
@@ -185,7 +273,7 @@ class ServerSecurity:
         )
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        return [BearerTokenInterceptor(self.token)] if self.token is not None else []
+        return [BearerTokenInterceptor(self.token)] if isinstance(self.token, TokenSource) else []
 
     def describe(self) -> str:
         """For the start-up log line: what is required, never a secret."""
@@ -194,24 +282,29 @@ class ServerSecurity:
         return ", ".join(parts)
 
 
-def bearer_matches(values: list[str], token: str) -> bool:
-    """Whether one of the `authorization` values is `Bearer <token>` (scheme case-insensitive, constant time)."""
-    expected = token.encode("ascii")
+def bearer_matches(values: list[str], token: str | tuple[str, ...]) -> bool:
+    """Whether one of the `authorization` values is `Bearer <t>` for one of the tokens (scheme
+    case-insensitive, constant time)."""
+    expected = [t.encode("ascii") for t in ((token,) if isinstance(token, str) else token)]
     found = False
     for value in values:
         scheme, _, presented = value.strip().partition(" ")
         if scheme.lower() != "bearer":
             continue
+        given = presented.strip().encode("utf-8", "replace")
         # Compare every candidate, so the time taken does not depend on which one matched.
-        found |= hmac.compare_digest(presented.strip().encode("utf-8", "replace"), expected)
+        for candidate in expected:
+            found |= hmac.compare_digest(given, candidate)
     return found
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses every RPC (inference, health, reflection) without `authorization: Bearer <token>`."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token
+    def __init__(self, token: TokenSource | str) -> None:
+        source = TokenSource.of(token)
+        assert source is not None
+        self._tokens = source
 
     def __repr__(self) -> str:
         return "BearerTokenInterceptor(token=***)"
@@ -224,7 +317,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         metadata = handler_call_details.invocation_metadata or ()
         values = [str(value) for key, value in metadata if key == _AUTHORIZATION]
         handler = await continuation(handler_call_details)
-        if bearer_matches(values, self._token):
+        if bearer_matches(values, self._tokens.accepted()):
             return handler
         method = str(handler_call_details.method)
         return _refusal(handler, method, "no bearer token" if not values else "a wrong bearer token")
@@ -259,7 +352,10 @@ class ClientSecurity:
     cert_chain: bytes | None = field(default=None, repr=False)
     private_key: bytes | None = field(default=None, repr=False)
     server_name: str | None = None
-    token: str | None = field(default=None, repr=False)
+    token: TokenSource | str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token", TokenSource.of(self.token))
 
     @property
     def tls_required(self) -> bool:
@@ -275,7 +371,7 @@ class ClientSecurity:
             cert_chain=pair[0] if pair else None,
             private_key=pair[1] if pair else None,
             server_name=_get(env, ENV_TLS_SERVER_NAME) or None,
-            token=read_token(env),
+            token=TokenSource.from_env(env),
         )
 
     def channel(self, endpoint: str, *, tls: bool, options: list[tuple[str, Any]] | None = None) -> grpc.Channel:
@@ -287,13 +383,14 @@ class ClientSecurity:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=self.ca, private_key=self.private_key, certificate_chain=self.cert_chain
             )
-            if self.token is not None:
+            if isinstance(self.token, TokenSource):
+                # Asked on every call, so a rotated token file is followed without a new channel.
                 credentials = grpc.composite_channel_credentials(
-                    credentials, grpc.access_token_call_credentials(self.token)
+                    credentials, grpc.metadata_call_credentials(_BearerPlugin(self.token), name="warrior-bearer")
                 )
             return grpc.secure_channel(endpoint, credentials, options=options)
         channel = grpc.insecure_channel(endpoint, options=options)
-        if self.token is None:
+        if not isinstance(self.token, TokenSource):
             return channel
         # gRPC refuses call credentials on plain-text channels; an expert with a token but without
         # TLS (e.g. behind a mesh that encrypts) still gets it, as metadata.
@@ -306,14 +403,15 @@ class _TokenMetadata(
     grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
     grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
-    def __init__(self, token: str) -> None:
-        self._header = (_AUTHORIZATION, f"Bearer {token}")
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
 
     def __repr__(self) -> str:
         return "_TokenMetadata(***)"
 
     def _details(self, details: Any) -> Any:
-        metadata = [m for m in (details.metadata or ()) if m[0] != _AUTHORIZATION] + [self._header]
+        header = (_AUTHORIZATION, f"Bearer {self._tokens.send()}")
+        metadata = [m for m in (details.metadata or ()) if m[0] != _AUTHORIZATION] + [header]
         return _CallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready, details.compression
         )
@@ -329,6 +427,19 @@ class _TokenMetadata(
 
     def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return continuation(self._details(client_call_details), request_iterator)
+
+
+class _BearerPlugin(grpc.AuthMetadataPlugin):  # type: ignore[misc]
+    """Call credentials with the token in force at each call."""
+
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
+
+    def __repr__(self) -> str:
+        return "_BearerPlugin(***)"
+
+    def __call__(self, context: Any, callback: Any) -> None:
+        callback(((_AUTHORIZATION, f"Bearer {self._tokens.send()}"),), None)
 
 
 @dataclass(frozen=True)
