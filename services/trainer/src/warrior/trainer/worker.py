@@ -17,6 +17,7 @@ made non-dumpable at import, before the pool forks: a program cannot read a work
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,11 @@ from warrior.common.celery_app import make_celery
 from warrior.common.runtime import get_runtime
 from warrior.common.store import ObjectStore
 from warrior.trainer.config import TrainConfig, parse_train_config, parse_train_yaml
-from warrior.trainer.confinement import protect_caller
+from warrior.trainer.confinement import available, protect_caller
 
+log = logging.getLogger("warrior.trainer")
 protect_caller()
+log.info("evaluation sandbox: %s", available().describe())
 app = make_celery("trainer")
 
 
