@@ -44,6 +44,8 @@ def test_missing_config_file_exits_2_with_its_path(tmp_path: Path) -> None:
     [
         ({"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_PASSWORD_FILE": "/nonexistent"},
          "REDIS_PASSWORD_FILE=/nonexistent: cannot read the file"),
+        ({"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_TLS_CA_FILE": "/nonexistent"},
+         "REDIS_TLS_CA_FILE=/nonexistent: cannot read the file"),
         ({"WARRIOR_GRPC_DEADLINE_S": "soon"}, "WARRIOR_GRPC_DEADLINE_S='soon' is not a number"),
         ({"WARRIOR_INFLIGHT_PER_EXPERT": "-1"}, "WARRIOR_INFLIGHT_PER_EXPERT='-1'"),
         ({"WARRIOR_GRPC_TOKEN_FILE": "/nonexistent"}, "WARRIOR_GRPC_TOKEN_FILE=/nonexistent: cannot read the file"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
 from warrior.common.security import redact_url
 
@@ -45,6 +45,7 @@ class Settings:
         given = os.environ.get("REDIS_URL")
         # A password variable completes a given REDIS_URL; the embedded Redis of `warrior up` has none.
         redis_url = redis_url_with_password(given) if given else f"unix://{home / 'redis.sock'}"
+        redis_url = redis_url_with_tls(redis_url)
         store_url = os.environ.get("WARRIOR_STORE_URL") or f"file://{home / 'store'}"
         return cls(
             redis_url=redis_url,
@@ -125,8 +126,73 @@ def redis_url_with_password(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+# The spellings of ssl_cert_reqs that Celery and kombu accept; redis-py accepts only the lower-case words.
+_CERT_REQS = {spelling: word for word in ("none", "optional", "required") for spelling in (word, f"cert_{word}")}
+
+
+def redis_url_with_tls(url: str) -> str:
+    """REDIS_URL completed so that redis-py, kombu (the broker) and Celery's result backend verify a TLS
+    Redis alike; REDIS_TLS_CA_FILE (a CA bundle in PEM, e.g. a mounted Secret's ca.crt) becomes its
+    `ssl_ca_certs`, for a Redis whose certificate a private CA signed (else the system's CAs verify it).
+
+    A `rediss://` URL gets `ssl_cert_reqs=required` where it names none (see `_tls_query`). Any other URL
+    comes back unchanged, unless REDIS_TLS_CA_FILE is set: that asks for TLS, so it is refused.
+    """
+    path = os.environ.get("REDIS_TLS_CA_FILE", "").strip()
+    if not path:
+        return _tls_query(url, None)
+    ca_file = str(Path(path).absolute())
+    if not url.startswith("rediss://"):
+        raise SettingsError(
+            f"REDIS_TLS_CA_FILE={path} is set but REDIS_URL={redact_url(url)} is not a rediss:// (TLS) URL"
+        )
+    if "%" in ca_file:  # Celery's result backend percent-decodes ssl_* values twice
+        raise SettingsError(f"REDIS_TLS_CA_FILE={path}: a path with '%' in it is not supported")
+    try:
+        with open(ca_file, encoding="ascii", errors="replace") as handle:
+            pem = handle.read()
+    except OSError as exc:
+        raise SettingsError(f"REDIS_TLS_CA_FILE={path}: cannot read the file ({exc})") from None
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise SettingsError(f"REDIS_TLS_CA_FILE={path}: no PEM certificate in the file")
+    return _tls_query(url, ca_file)
+
+
+def _tls_query(url: str, ca_file: str | None) -> str:
+    """A `rediss://` URL with the query every client reads the same way: certificate verification on
+    unless the URL turns it off (`ssl_cert_reqs=required` added where absent: without it kombu silently
+    connects without verifying anything and Celery's result backend refuses the URL), `ssl_cert_reqs`
+    spelled as redis-py accepts it (`CERT_REQUIRED` -> `required`), and `ssl_ca_certs=ca_file` when given."""
+    if not url.startswith("rediss://"):
+        return url
+    parts = urlsplit(url)
+    pairs = [pair.partition("=") for pair in parts.query.split("&") if pair]
+    names = [unquote_plus(name) for name, _, _ in pairs]
+    for name in ("ssl_cert_reqs", "ssl_ca_certs"):
+        if names.count(name) > 1:
+            raise SettingsError(f"REDIS_URL={redact_url(url)} gives {name} more than once")
+    query = []
+    for (raw, sep, value), name in zip(pairs, names, strict=True):
+        if name == "ssl_cert_reqs":
+            word = _CERT_REQS.get(unquote_plus(value).lower())
+            if word is None:
+                raise SettingsError(f"REDIS_URL={redact_url(url)}: ssl_cert_reqs must be required, optional or none")
+            sep, value = "=", word
+        elif name == "ssl_ca_certs" and ca_file is not None and unquote_plus(value) != ca_file:
+            raise SettingsError(
+                f"REDIS_URL={redact_url(url)} names a CA file other than REDIS_TLS_CA_FILE={ca_file}: give it once"
+            )
+        query.append(f"{raw}{sep}{value}")
+    if "ssl_cert_reqs" not in names:
+        query.append("ssl_cert_reqs=required")
+    if ca_file is not None and "ssl_ca_certs" not in names:
+        query.append(f"ssl_ca_certs={quote(ca_file, safe='/')}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(query), parts.fragment))
+
+
 def celery_broker_url(redis_url: str) -> str:
-    """The same Redis as a kombu URL: kombu spells unix sockets `redis+socket://`."""
+    """The same Redis as a kombu URL: kombu spells unix sockets `redis+socket://`, and a `rediss://` URL
+    always states `ssl_cert_reqs` (kombu would not verify the server's certificate without it)."""
     if redis_url.startswith("unix://"):
         return "redis+socket://" + redis_url[len("unix://") :]
-    return redis_url
+    return _tls_query(redis_url, None)
