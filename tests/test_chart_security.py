@@ -14,7 +14,18 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_helpers import CHART, SCENARIOS, Doc, HelmError, by_name, containers, is_expert, of_kind, render  # noqa: E402
+from chart_helpers import (  # noqa: E402
+    CHART,
+    SCENARIOS,
+    Doc,
+    HelmError,
+    by_name,
+    containers,
+    is_expert,
+    keda_crd_errors,
+    of_kind,
+    render,
+)
 
 from warrior.common import queues  # noqa: E402
 from warrior.common.security import ClientSecurity, ServerSecurity  # noqa: E402
@@ -126,13 +137,14 @@ def test_the_pods_environment_configures_warrior_security(test_pki: dict[str, Pa
     server = ServerSecurity.from_env(
         _materialise(_env(expert), _secret_files(expert_doc, expert), test_pki, tmp_path / "expert")
     )
-    assert server.tls and server.mutual_tls and server.token == "token-from-the-secret"
+    assert server.tls and server.mutual_tls and server.token is not None
+    assert server.token.accepted() == ("token-from-the-secret",)
     for doc in _callers(docs):
         for container in containers(doc):
             files = _secret_files(doc, container)
             client = ClientSecurity.from_env(_materialise(_env(container), files, test_pki, tmp_path / doc["kind"]))
             assert client.tls_required and client.cert_chain and client.server_name == "warrior-expert"
-            assert client.token == "token-from-the-secret"
+            assert client.token is not None and client.token.send() == "token-from-the-secret"
             # Callers never get the experts' private key: only ca.crt of the experts' Secret.
             assert ("expert-tls", "tls.key") not in files.values()
             assert {v for v in files.values() if v[0] == "expert-tls"} == {("expert-tls", "ca.crt")}
@@ -177,6 +189,38 @@ def test_redis_password_is_a_secret_ref_and_the_url_never_holds_it(monkeypatch: 
     assert auth["spec"]["secretTargetRef"] == [
         {"parameter": "password", "name": "warrior-redis-auth", "key": "redis-password"}
     ]
+
+
+def test_redis_tls_with_a_private_ca_reaches_every_pod_and_kedas_scaler() -> None:
+    docs = render(SECURE, {"redis": {"tls": True, "tlsCa": {"existingSecret": "warrior-redis-ca"}}})
+    pods = [d for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert pods
+    for doc in pods:
+        for container in containers(doc, init=True):
+            env = _env(container)
+            assert env["REDIS_URL"]["value"] == (
+                "rediss://warrior@redis.warrior.svc.cluster.local:6379/0?ssl_cert_reqs=required"
+            )
+            ca_file = env["REDIS_TLS_CA_FILE"]["value"]
+            assert _secret_files(doc, container)[ca_file] == ("warrior-redis-ca", "ca.crt")
+    # KEDA verifies Redis with the same CA: TLS comes from the TriggerAuthentication, never enableTLS.
+    scaled = of_kind(docs, "ScaledObject")
+    assert scaled
+    for trigger in (t for s in scaled for t in s["spec"]["triggers"]):
+        assert "enableTLS" not in trigger["metadata"] and "unsafeSsl" not in trigger["metadata"]
+        assert trigger["authenticationRef"]["name"] == of_kind(docs, "TriggerAuthentication")[0]["metadata"]["name"]
+    auth = of_kind(docs, "TriggerAuthentication")[0]
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs["password"] == ("warrior-redis-auth", "redis-password")
+    assert refs["ca"] == ("warrior-redis-ca", "ca.crt")
+    switch = by_name(docs, "Secret", refs["tls"][0])
+    assert switch["stringData"] == {refs["tls"][1]: "enable"}
+    assert keda_crd_errors([d for d in docs if d["kind"] in ("ScaledObject", "TriggerAuthentication")]) == []
+
+
+def test_a_redis_ca_without_tls_is_refused() -> None:
+    with pytest.raises(HelmError, match=r"redis.tlsCa.existingSecret needs redis.tls: true"):
+        render(SECURE, {"redis": {"tlsCa": {"existingSecret": "warrior-redis-ca"}}})
 
 
 # -- never a secret value -------------------------------------------------------------------------

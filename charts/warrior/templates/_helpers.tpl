@@ -92,6 +92,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not .Values.redis.host -}}
 {{- fail "redis.host is required: the Redis the pipeline shares (this chart does not bundle one)" -}}
 {{- end -}}
+{{- if and .Values.redis.tlsCa.existingSecret (not .Values.redis.tls) -}}
+{{- fail "redis.tlsCa.existingSecret needs redis.tls: true (the CA verifies a TLS connection)" -}}
+{{- end -}}
 {{- if not .Values.objectStore.url -}}
 {{- fail "objectStore.url is required: s3://bucket/prefix?endpoint=https://host:9000 or file:///path" -}}
 {{- end -}}
@@ -241,6 +244,10 @@ for mutual TLS. Both get the token file.
 {{- end }}
 - name: REDIS_URL
   value: {{ printf "%s://%s%s:%d/%d%s" (ternary "rediss" "redis" $v.redis.tls) (ternary (printf "%s@" $v.redis.auth.username) "" (not (empty $v.redis.auth.username))) $v.redis.host (int $v.redis.port) (int $v.redis.db) (ternary "?ssl_cert_reqs=required" "" $v.redis.tls) | quote }}
+{{- if $v.redis.tlsCa.existingSecret }}
+- name: REDIS_TLS_CA_FILE
+  value: /etc/warrior-redis/ca.crt
+{{- end }}
 - name: WARRIOR_STORE_URL
   value: {{ $v.objectStore.url | quote }}
 {{- if $v.objectStore.existingSecret }}
@@ -294,6 +301,11 @@ for mutual TLS. Both get the token file.
   mountPath: {{ .Values.settings.home }}
 - name: cache
   mountPath: {{ .Values.settings.cacheDir }}
+{{- if .Values.redis.tlsCa.existingSecret }}
+- name: redis-ca
+  mountPath: /etc/warrior-redis
+  readOnly: true
+{{- end }}
 {{- if .Values.objectStore.claimName }}
 - name: store
   mountPath: {{ trimPrefix "file://" .Values.objectStore.url | required "objectStore.url" }}
@@ -318,6 +330,14 @@ for mutual TLS. Both get the token file.
 - name: store
   persistentVolumeClaim:
     claimName: {{ .Values.objectStore.claimName }}
+{{- end }}
+{{- with .Values.redis.tlsCa.existingSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - {key: {{ $.Values.redis.tlsCa.key }}, path: ca.crt}
 {{- end }}
 {{- end -}}
 
