@@ -9,7 +9,8 @@ SIGKILLs a random Celery worker or expert-inference process and starts it again 
 controller would), SIGKILLs the Redis server and restarts it on its data, and makes the object store
 unreachable for a few seconds. At the end it checks, from the durable records only: every kept
 instruction has exactly one final set of votes and exactly one dataset row; no model call was paid
-twice (engine executions, logged by the engines, against the ledger's records); no task is stuck
+twice beyond what a kill can cost (engine executions, logged by the engines, against the ledger's
+records; experts share their answers in Redis, so a killed expert's answers outlive it); no task is stuck
 (queues and unacknowledged messages empty); the run finished. The same campaign also runs without
 faults, for the wall-time comparison. Prints a table, writes JSON, exits 1 when a check fails.
 """
@@ -132,8 +133,10 @@ def _config(tag: str, size: dict[str, Any]) -> dict[str, Any]:
         "experts": [{"name": f"zlt-{i}", "engine": "zero-latency-test"} for i in range(size["experts"])],
         "mining": {"per_expert": size["per_expert"]},
         # The test engine's ratings are hash-random near 5.5; the embedding check is not what is tested.
-        "screening": {"rating": {"min_score": 4.0},
-                      "decontamination": {"benchmarks": ["humaneval"], "embedding": {"enabled": False}}},
+        "screening": {
+            "rating": {"min_score": 4.0},
+            "decontamination": {"benchmarks": ["humaneval"], "embedding": {"enabled": False}},
+        },
         "scoring": {"bootstrap_rounds": 0, "max_flip_rate": 1.0},
         "matchmaking": {"open_roster": False},
         "dataset": {"name": f"chaos-{tag}"},
@@ -176,7 +179,7 @@ def _queues_empty(client: Any) -> bool:
 
     lists = [str(k) for k in client.keys("*") if any(str(k).startswith(q) for q in queues.QUEUES)]
     waiting = sum(client.llen(k) for k in lists if str(client.type(k)) == "list")
-    return waiting == 0 and client.hlen("unacked") == 0
+    return bool(waiting == 0 and client.hlen("unacked") == 0)
 
 
 def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, timeout_s: float) -> dict[str, Any]:
@@ -199,6 +202,9 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         started = time.monotonic()
         campaign = ops.start(rt, app, config)
         state = ops.CampaignState(rt.redis, campaign)
+        # As `warrior campaign start --wait` does: no progress for twice the visibility timeout means
+        # a message was lost for good (see StallWatch), and the unfinished stages are sent again.
+        watch = ops.StallWatch(rt, app, campaign, ops.default_stall_s())
         remaining = size["faults"] if faults else 0
         # Every kind of fault at least once, in a seeded order.
         schedule = [FAULTS[i % len(FAULTS)] for i in range(remaining)]
@@ -207,7 +213,11 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         done = False
         while time.monotonic() - started < timeout_s:
             try:
-                done = state.snapshot()["done"]
+                snap = state.snapshot()
+                done = snap["done"]
+                if watch.check(snap) is not None:
+                    print(f"[{time.monotonic() - started:6.1f}s] no progress for {watch.stall_s:.0f}s: resumed",
+                          file=sys.stderr, flush=True)  # fmt: skip
             except Exception:  # noqa: BLE001 - Redis may be down right now: the campaign is not done
                 done = False
             if done and remaining == 0:
@@ -243,6 +253,7 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         "stuck_queues": stuck_queues,
         "snapshot": {k: snap[k] for k in ("instructions", "battles", "votes", "failures", "counters")},
         "redelivered": redelivered,
+        "resumed_after_stall": watch.resumes,
         "crashed_and_restarted": crashed,
         **checks,
     }
@@ -260,6 +271,8 @@ def _checks(rt: Any, campaign: str, snap: dict[str, Any], rows: list[dict[str, A
     log = home / "engine-calls.log"
     executions = log.read_text().splitlines() if log.exists() else []
     by_hash = Counter(executions)
+    # Repeats an expert answered from the answer cache its replicas share in Redis (it logs each).
+    shared = sum(p.read_text(errors="replace").count("answered from Redis") for p in (home / "logs").glob("expert-*"))
     return {
         "kept": snap["instructions"]["kept"],
         "battled": len(battled),
@@ -269,6 +282,7 @@ def _checks(rt: Any, campaign: str, snap: dict[str, Any], rows: list[dict[str, A
         "engine_executions": len(executions),
         "ledger_records": ledger,
         "calls_paid_twice": sum(n - 1 for n in by_hash.values() if n > 1),
+        "answers_shared": shared,
         "ledger_reused": int(snap["counters"].get("ledger_reused", 0)),
     }
 
@@ -293,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'wall time':<38}{rough['seconds']}s (fault-free: {calm['seconds']}s)",
         f"{'kept / battled instructions':<38}{rough['kept']} / {rough['battled']}",
         f"{'tasks redelivered':<38}{rough['redelivered']}",
+        f"{'stalls resumed (lost messages)':<38}{rough['resumed_after_stall']}",
         f"{'processes restarted after exiting':<38}{len(rough['crashed_and_restarted'])}",
         f"{'calls reused from the ledger':<38}{rough['ledger_reused']}",
         f"{'engine executions / ledger records':<38}{rough['engine_executions']} / {rough['ledger_records']}",
+        f"{'calls answered from the shared cache':<38}{rough['answers_shared']}",
         f"{'calls paid twice':<38}{rough['calls_paid_twice']} (experts killed: {by_kind.get('kill_expert', 0)})",
         f"{'votes missing':<38}{rough['votes_missing']}",
         f"{'rows lost (must be 0)':<38}{rough['rows_lost']}",
@@ -308,8 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {path}", file=sys.stderr)
     ok = rough["finished"] and not rough["stuck_queues"] and rough["rows_lost"] == 0 and rough["rows_duplicated"] == 0
-    # A call can be paid twice only when the expert that answered it was killed before the caller
-    # recorded the answer (its answer cache died with it); never more often than experts were killed.
+    # An expert writes each answer to the answer cache its replicas share in Redis before replying, so
+    # its restarted self answers a repeat without the engine. A call can still be paid twice when the
+    # expert was killed in the moment between its engine answering and that write, or while Redis was
+    # down (the answer then lived in the killed process alone) before the caller recorded it: at most
+    # the calls in flight at a kill, in practice never more often than experts were killed.
     ok = ok and rough["votes_missing"] == 0 and rough["calls_paid_twice"] <= by_kind.get("kill_expert", 0)
     return 0 if ok else 1
 

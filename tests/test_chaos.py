@@ -28,7 +28,8 @@ def test_campaign_survives_every_kind_of_fault_with_nothing_lost(tmp_path: Path)
     assert chaos["finished"] and not chaos["stuck_queues"], done.stderr[-2000:]
     assert chaos["battled"] > 0 and chaos["battled"] == report["calm"]["battled"]
     assert chaos["rows_lost"] == 0 and chaos["rows_duplicated"] == 0 and chaos["votes_missing"] == 0
-    # Only an expert killed between answering and the caller recording the answer can cost a repeat.
+    # Experts share their answers in Redis before replying, so only an expert killed between its engine
+    # answering and that write (or while Redis was down), before the caller recorded it, costs a repeat.
     killed_experts = sum(1 for f in chaos["faults"] if f["kind"] == "kill_expert")
     assert chaos["calls_paid_twice"] <= killed_experts, chaos
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]

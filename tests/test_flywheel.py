@@ -40,8 +40,15 @@ def _write(tmp_path: Path, **overrides: object) -> Path:
         "flywheel": "fw-test",
         "campaign": "campaign.yaml",
         "target": {"name": "smol-arena", "base_expert": "alpha", "base_model": str(SMOLLM2_HF)},
-        "train": {"training": {"max_steps": 2, "per_device_batch_size": 2, "max_seq_length": 384, "save_steps": 1,
-                               "logging_steps": 1}},  # fmt: skip
+        "train": {
+            "training": {
+                "max_steps": 2,
+                "per_device_batch_size": 2,
+                "max_seq_length": 384,
+                "save_steps": 1,
+                "logging_steps": 1,
+            }
+        },  # fmt: skip
         "evaluate": {"benchmarks": ["humaneval"], "limit": 2, "max_tokens": 128},
         "followup": {"per_expert": 1},
     } | overrides
@@ -68,9 +75,7 @@ def test_bad_flywheel_files_are_refused_naming_the_key(tmp_path: Path) -> None:
         load_flywheel(_write(tmp_path, train={"training": {"max_stepz": 3}}))
 
 
-def test_flywheel_runs_the_whole_loop_and_resumes_from_its_records(
-    warrior_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_flywheel_runs_the_whole_loop_and_resumes_from_its_records(warrior_env: dict[str, str], tmp_path: Path) -> None:
     import os
 
     env = dict(os.environ) | warrior_env

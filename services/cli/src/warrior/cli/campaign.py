@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -12,7 +13,10 @@ from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.campaign_state import CampaignState, list_campaigns
 
-__all__ = ["CampaignError", "CampaignState", "build_dataset", "cancel", "finalize", "resume", "start", "status", "wait"]
+__all__ = [
+    "CampaignError", "CampaignState", "StallWatch", "build_dataset", "cancel", "finalize", "resume", "start", "status",
+    "wait",
+]  # fmt: skip
 from warrior.common.ids import task_id
 from warrior.common.registry import Registry
 from warrior.common.runtime import DEADLETTER_KEY, Runtime
@@ -140,10 +144,63 @@ def progress_line(snap: dict[str, Any], elapsed: float) -> str:
     )
 
 
-def wait(rt: Runtime, campaign: str, *, timeout_s: float, interval_s: float = 2.0) -> dict[str, Any]:
-    """Block until the campaign is done, printing progress to stderr; returns the final snapshot."""
+def default_stall_s() -> float:
+    """No progress for this long means work was lost, not slow: twice the visibility timeout (by then
+    a killed worker's message is back in its queue), plus a minute."""
+    return 2 * float(os.environ.get("WARRIOR_VISIBILITY_TIMEOUT_S", "3600")) + 60
+
+
+def progress_marks(snap: dict[str, Any]) -> tuple[Any, ...]:
+    """What changes whenever any unit of work moves on."""
+    ins = snap["instructions"]
+    return (snap["mine"]["done"], ins["mined"], ins["screened"], ins["kept"], snap["battled"], snap["finished"],
+            snap["votes"], sum(snap["failures"].values()))  # fmt: skip
+
+
+class StallWatch:
+    """Re-sends a campaign's unfinished stages (`resume`) when it has made no progress for `stall_s`.
+
+    A message can be lost for good in rare cases the broker cannot cover (a worker killed between
+    taking a message off its queue and recording it as unacknowledged); every stage is idempotent and
+    reuses recorded calls, so re-sending costs nothing but the lost work.
+    """
+
+    def __init__(self, rt: Runtime, app: Celery, campaign: str, stall_s: float) -> None:
+        self.rt, self.app, self.campaign, self.stall_s = rt, app, campaign, stall_s
+        self.resumes = 0
+        self._marks: tuple[Any, ...] | None = None
+        self._since = time.monotonic()
+
+    def check(self, snap: dict[str, Any]) -> dict[str, int] | None:
+        """Given the latest snapshot, resume if stalled; what was re-sent, or None."""
+        marks = progress_marks(snap)
+        now = time.monotonic()
+        if marks != self._marks:
+            self._marks, self._since = marks, now
+            return None
+        if snap["done"] or now - self._since < self.stall_s:
+            return None
+        self._since = now
+        self.resumes += 1
+        return resume(self.rt, self.app, self.campaign)
+
+
+def wait(
+    rt: Runtime,
+    campaign: str,
+    *,
+    timeout_s: float,
+    interval_s: float = 2.0,
+    app: Celery | None = None,
+    stall_s: float | None = None,
+) -> dict[str, Any]:
+    """Block until the campaign is done, printing progress to stderr; returns the final snapshot.
+
+    With `app`, a campaign without progress for `stall_s` (default: `default_stall_s()`) gets its
+    unfinished stages re-sent, as `warrior campaign resume` would."""
     started = time.monotonic()
     state = CampaignState(rt.redis, campaign)
+    watch = StallWatch(rt, app, campaign, stall_s or default_stall_s()) if app is not None else None
     tty = sys.stderr.isatty()
     last_line, last_print = "", 0.0
     while True:
@@ -171,6 +228,18 @@ def wait(rt: Runtime, campaign: str, *, timeout_s: float, interval_s: float = 2.
             if tty:
                 sys.stderr.write("\n")
             raise CampaignError(f"campaign {campaign!r} not finished after {timeout_s:.0f}s: {line}")
+        if watch is not None:
+            try:
+                sent = watch.check(snap)
+            except CampaignError as exc:  # e.g. an expert of the roster is gone: keep waiting, say why
+                lead = "\n" if tty else ""
+                sys.stderr.write(f"{lead}no progress for {watch.stall_s:.0f}s; cannot resume: {exc}\n")
+            else:
+                if sent is not None:
+                    sys.stderr.write(
+                        f"{chr(10) if tty else ''}no progress for {watch.stall_s:.0f}s: re-sent the unfinished "
+                        f"stages ({', '.join(f'{k} {v}' for k, v in sent.items() if v) or 'none'})\n"
+                    )
         time.sleep(interval_s)
 
 

@@ -63,7 +63,7 @@ def cmd_campaign_start(args: argparse.Namespace) -> int:
     campaign = ops.start(rt, app, config, experts_timeout_s=args.experts_timeout)
     print(f"campaign {campaign} started", file=sys.stderr)
     if args.wait:
-        snap = ops.wait(rt, campaign, timeout_s=args.timeout)
+        snap = ops.wait(rt, campaign, timeout_s=args.timeout, app=app, stall_s=args.stall)
         _emit(
             snap,
             args.json,
@@ -82,7 +82,7 @@ def cmd_campaign_resume(args: argparse.Namespace) -> int:
     print(f"campaign {args.campaign} resumed: re-sent " + ", ".join(f"{k} {v}" for k, v in sent.items()),
           file=sys.stderr)  # fmt: skip
     if args.wait:
-        snap = ops.wait(rt, args.campaign, timeout_s=args.timeout)
+        snap = ops.wait(rt, args.campaign, timeout_s=args.timeout, app=app, stall_s=args.stall)
         _emit(snap, args.json, f"campaign {args.campaign} finished: {snap['instructions']['kept']} kept, "
                                f"{snap['battles']} battles, {snap['votes']} votes")  # fmt: skip
     else:
@@ -301,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="campaign YAML file")
     p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    p.add_argument(
+        "--stall", type=float, default=None, metavar="S",
+        help="with --wait: re-send the unfinished stages (as `campaign resume`) after S seconds without progress "
+        "(default: twice WARRIOR_VISIBILITY_TIMEOUT_S plus 60)",
+    )  # fmt: skip
     p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_campaign_start)
@@ -309,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("campaign", help="campaign id")
     p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    p.add_argument(
+        "--stall", type=float, default=None, metavar="S",
+        help="with --wait: re-send the unfinished stages (as `campaign resume`) after S seconds without progress "
+        "(default: twice WARRIOR_VISIBILITY_TIMEOUT_S plus 60)",
+    )  # fmt: skip
     p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_campaign_resume)

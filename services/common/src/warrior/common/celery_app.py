@@ -57,6 +57,11 @@ class WarriorTask(Task):  # type: ignore[misc]
                     request.retries = (request.retries or 0) + 1
 
 
+def restore_interval_s(visibility_timeout_s: float) -> float:
+    """Seconds between the broker's scans for unacknowledged messages past their visibility timeout."""
+    return max(1.0, min(10.0, visibility_timeout_s / 4))
+
+
 def make_celery(service: str, settings: Settings | None = None) -> Celery:
     """A Celery app bound to the stack's Redis.
 
@@ -92,8 +97,11 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
             "priority_steps": list(range(10)),
             "queue_order_strategy": "priority",
             "visibility_timeout": visibility,
-            # Shorter than kombu's default so a killed worker's messages come back sooner.
-            "unacked_restore_interval": 10,
+            # kombu looks for messages of dead workers every interval x throttle seconds (100 s by
+            # default, whatever the visibility timeout): look every quarter of the timeout (10 s at
+            # most) and on every look, so a killed worker's message is back soon after the timeout.
+            "unacked_restore_interval": restore_interval_s(visibility),
+            "unacked_restore_throttle": 1,
         },
         result_backend_transport_options={"visibility_timeout": visibility},
         broker_connection_retry_on_startup=True,

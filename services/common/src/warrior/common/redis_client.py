@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 
 def connect(url: str) -> redis.Redis:
@@ -13,4 +16,16 @@ def connect(url: str) -> redis.Redis:
         socket_timeout=30,
         socket_connect_timeout=5,
         health_check_interval=30,
+    )
+
+
+def connect_async(url: str, *, timeout_s: float) -> redis.asyncio.Redis:
+    """An asyncio client for calls that must stay short: bytes in and out, every socket operation bounded
+    by timeout_s, and one immediate retry (a connection a restarted Redis dropped) instead of backing off."""
+    return redis.asyncio.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
     )

@@ -18,10 +18,12 @@ import sys
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
@@ -34,10 +36,11 @@ from warrior.common.chat_template import (
     render_chat_lenient,
 )
 from warrior.common.expert_client import CALL_KEY_HEADER
-from warrior.common.redis_client import connect
+from warrior.common.redis_client import connect, connect_async
 from warrior.common.registry import ExpertRecord, Registry
 from warrior.common.security import SecurityConfigError, ServerSecurity
 from warrior.common.settings import Settings
+from warrior.expert_inference.answer_cache import DEFAULT_TTL_S, TIMEOUT_S, SharedAnswers
 from warrior.expert_inference.engine import (
     Engine,
     EngineBusy,
@@ -57,7 +60,8 @@ MAX_CANDIDATES = 64
 _ROLES = {"system", "user", "assistant"}
 
 
-ANSWER_CACHE = 4096  # answers kept by caller ledger key
+ANSWER_CACHE = 4096  # answers kept in memory by caller ledger key (Redis keeps them for every replica)
+_Reply = TypeVar("_Reply", bound=ProtoMessage)
 
 
 class _Invalid(ValueError):
@@ -97,7 +101,7 @@ def _messages(raw: Sequence[pb.ChatMessage]) -> list[Message]:
 class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
     """Maps the contract onto an engine; validation errors become INVALID_ARGUMENT."""
 
-    def __init__(self, name: str, engine: Engine) -> None:
+    def __init__(self, name: str, engine: Engine, shared: SharedAnswers | None = None) -> None:
         self.name = name
         self.engine = engine
         self.prequery_prefix = check_prequery(engine)
@@ -105,8 +109,12 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         self.in_flight = 0
         # Answers by the caller's ledger key: a caller that died before recording an answer gets it
         # again without a second engine call when its work is redelivered (bounded, most recent kept).
+        # `shared` keeps them in Redis as well, for every replica of this expert: a repeat reaching
+        # another replica, or this one restarted after a kill, is not run again either.
+        self.shared = shared
         self._answered: OrderedDict[str, Any] = OrderedDict()
         self._answering: dict[str, asyncio.Future[Any]] = {}
+        self._writes: set[asyncio.Task[bool]] = set()
 
     def _render(self, messages: list[Message], assistant_prefix: str = "") -> tuple[str, tuple[str, ...]]:
         info = self.engine.info
@@ -117,33 +125,82 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         )
         return prompt + assistant_prefix, info.stop_strings
 
-    async def _once(self, method: str, context: grpc.aio.ServicerContext, run: Any) -> Any:
-        """Serve `run()` once per caller ledger key (metadata CALL_KEY_HEADER); calls without one always run."""
-        key = dict(context.invocation_metadata() or ()).get(CALL_KEY_HEADER)
-        if not key:
-            return await self._guard(context, run())
-        key = f"{method}:{key}"
+    async def _once(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        run: Callable[[], Awaitable[_Reply]],
+        reply_type: type[_Reply],
+    ) -> _Reply:
+        """Serve `run()` once per caller ledger key (metadata CALL_KEY_HEADER); calls without one always run.
+
+        A keyed call is answered from this process' memory, else from Redis (`shared`), else by the
+        engine; an engine's answer is written to Redis before it is returned. A call already being
+        answered here waits for that answer.
+        """
+        call_key = dict(context.invocation_metadata() or ()).get(CALL_KEY_HEADER)
+        if not call_key:
+            return cast(_Reply, await self._guard(context, run()))
+        key = f"{method}:{call_key}"
         if key in self._answered:
             self._answered.move_to_end(key)
-            return self._answered[key]
+            return cast(_Reply, self._answered[key])
         pending = self._answering.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            return cast(_Reply, await asyncio.shield(pending))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._answering[key] = future
+        reply: _Reply | None = None
         try:
-            reply = await self._guard(context, run())
+            reply = await self._recall(method, call_key, reply_type)
+            if reply is None:
+                reply = cast(_Reply, await self._guard(context, run()))
+                self._remember(key, reply)
+                await self._share(method, call_key, reply)
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: a failure is not cached, the next caller runs it again
+            if reply is not None:  # answered, then cancelled while writing it: those waiting get the answer
+                future.set_result(reply)
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: a failure is not cached, the next caller runs it again
             raise
         finally:
             self._answering.pop(key, None)
         future.set_result(reply)
+        self._remember(key, reply)
+        return reply
+
+    def _remember(self, key: str, reply: Any) -> None:
         self._answered[key] = reply
+        self._answered.move_to_end(key)
         while len(self._answered) > ANSWER_CACHE:
             self._answered.popitem(last=False)
+
+    async def _recall(self, method: str, call_key: str, reply_type: type[_Reply]) -> _Reply | None:
+        """The answer another replica (or an earlier life of this one) gave, from Redis; None on any miss."""
+        if self.shared is None or not self.shared.accepts(call_key):
+            return None
+        payload = await self.shared.get(method, call_key)
+        if payload is None:
+            return None
+        try:
+            reply = reply_type.FromString(payload)
+        except DecodeError as exc:
+            log.warning(
+                "answer cache: the stored %s answer for %s does not parse (%s); answering anew", method, call_key, exc
+            )
+            return None
+        log.info("answer cache: %s for %s answered from Redis, without the engine", method, call_key)
         return reply
+
+    async def _share(self, method: str, call_key: str, reply: ProtoMessage) -> None:
+        """Write an answer to Redis; a cancelled call does not cancel the write (its repeat will want it)."""
+        if self.shared is None or not self.shared.accepts(call_key):
+            return
+        write = asyncio.ensure_future(self.shared.put(method, call_key, reply.SerializeToString()))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        await asyncio.shield(write)
 
     async def _guard(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
         self.in_flight += 1
@@ -172,7 +229,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
             )
 
-        return await self._once("Complete", context, run)  # type: ignore[no-any-return]
+        return await self._once("Complete", context, run, pb.CompleteResponse)
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
         async def run() -> pb.ChatResponse:
@@ -193,7 +250,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
             )
 
-        return await self._once("Chat", context, run)  # type: ignore[no-any-return]
+        return await self._once("Chat", context, run, pb.ChatResponse)
 
     async def ScoreCandidates(
         self, request: pb.ScoreCandidatesRequest, context: grpc.aio.ServicerContext
@@ -219,7 +276,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 ]
             )
 
-        return await self._once("ScoreCandidates", context, run)  # type: ignore[no-any-return]
+        return await self._once("ScoreCandidates", context, run, pb.ScoreCandidatesResponse)
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
@@ -325,8 +382,18 @@ def load_security() -> ServerSecurity:
 async def serve(args: argparse.Namespace) -> None:
     started = time.monotonic()
     security = load_security()
+    # Redis serves the registry (unless --no-register) and the shared answers (unless their TTL is 0).
+    settings = Settings.from_env() if not args.no_register or args.answer_cache_ttl_s else None
     engine = build_engine(args)
-    servicer = ExpertInferenceServicer(args.name, engine)
+    shared: SharedAnswers | None = None
+    if settings is not None and args.answer_cache_ttl_s:
+        shared = SharedAnswers(
+            connect_async(settings.redis_url, timeout_s=TIMEOUT_S),
+            expert=args.name,
+            revision=engine.info.revision,
+            ttl_s=args.answer_cache_ttl_s,
+        )
+    servicer = ExpertInferenceServicer(args.name, engine, shared)
     server = grpc.aio.server(
         interceptors=security.interceptors(),
         options=[
@@ -378,7 +445,7 @@ async def serve(args: argparse.Namespace) -> None:
     record: ExpertRecord | None = None
     heartbeat: asyncio.Task[None] | None = None
     if not args.no_register:
-        settings = Settings.from_env()
+        assert settings is not None
         registry = Registry(connect(settings.redis_url), ttl_s=settings.registry_ttl_s)
         info = engine.info
         record = ExpertRecord(
@@ -416,6 +483,8 @@ async def serve(args: argparse.Namespace) -> None:
     await server.stop(grace=5)
     if health_server is not None:
         await health_server.stop(grace=None)
+    if shared is not None:
+        await shared.close()
     engine.close()
     log.info("expert %s stopped", args.name)
 
@@ -500,6 +569,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-s", type=float, default=10.0, help="on SIGTERM, seconds to let requests in flight finish (default 10)"
     )
+    parser.add_argument(
+        "--answer-cache-ttl-s",
+        type=int,
+        default=os.environ.get("WARRIOR_ANSWER_CACHE_TTL_S", str(DEFAULT_TTL_S)),
+        help="seconds each answer to a call carrying a ledger key stays in Redis, shared by every replica of "
+        "this expert, so a repeat after this process dies is answered without running the engine again; "
+        "0: this process' memory only (default $WARRIOR_ANSWER_CACHE_TTL_S or 86400). Without Redis the "
+        "server answers from memory alone",
+    )
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel={args.parallel} must be at least 1")
@@ -507,6 +585,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--health-port={args.health_port} must be a port number (1-65535)")
     if args.health_port is not None and args.health_port == args.port:
         parser.error("--health-port must differ from --port")
+    if args.answer_cache_ttl_s < 0:
+        parser.error(f"--answer-cache-ttl-s={args.answer_cache_ttl_s} must be at least 0 (0: memory only)")
     return args
 
 

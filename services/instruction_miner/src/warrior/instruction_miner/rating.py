@@ -24,7 +24,7 @@ RATING_SYSTEM = (
     "You are an expert reviewer of programming tasks. Rate the user's {language} coding request below on a "
     "scale of 1 to 10 for quality and difficulty together: a clear, specific, self-contained request that takes "
     "real skill to answer well scores high; a vague, trivial, unanswerable or incoherent one scores low. "
-    '1-2 very poor, 3-5 poor to average, 6-7 good, 8-10 excellent. Reply with a one-sentence reason, then the '
+    "1-2 very poor, 3-5 poor to average, 6-7 good, 8-10 excellent. Reply with a one-sentence reason, then the "
     'rating in this exact format: "Rating: [[n]]".'
 )
 RATING_PREFIX = "Rating: [["
