@@ -18,6 +18,17 @@ ALLOW, KILL = 0x7FFF0000, 0x80000000
 PID = 4242
 
 
+# Prints "<name>: done" or "<name>: refused" for each operation a sandboxed program attempts.
+ATTEMPT = (
+    "def attempt(name, action):\n"
+    "    try:\n"
+    "        action()\n"
+    "        print(name + ': done')\n"
+    "    except OSError:\n"
+    "        print(name + ': refused')\n"
+)
+
+
 def _errno(value: int) -> int:
     return 0x00050000 | value
 
@@ -105,14 +116,7 @@ def test_the_kernel_layers_stop_a_program_that_has_no_audit_hook(tmp_path: Path)
     if not layers.seccomp:
         pytest.fail("this Linux host offers no seccomp, which the sandbox relies on when not root")
     code = (
-        "import os, signal, socket, sys\n"
-        "def attempt(name, action):\n"
-        "    try:\n"
-        "        action()\n"
-        "        print(name + ': done')\n"
-        "    except OSError:\n"
-        "        print(name + ': refused')\n"
-        "attempt('signal parent', lambda: os.kill(os.getppid(), 0))\n"
+        "import os, signal, socket, sys\n" + ATTEMPT + "attempt('signal parent', lambda: os.kill(os.getppid(), 0))\n"
         "attempt('signal self', lambda: os.kill(os.getpid(), 0))\n"
         "attempt('signal own group', lambda: os.killpg(os.getpgrp(), 0))\n"
         "attempt('socket', lambda: socket.socket(socket.AF_UNIX))\n"
@@ -139,14 +143,7 @@ def test_landlock_confines_reads_and_writes_to_the_sandbox_and_the_system(tmp_pa
     drop.mkdir(mode=0o777)
     drop.chmod(0o1777)
     code = (
-        "import os, sys\n"
-        "def attempt(name, action):\n"
-        "    try:\n"
-        "        action()\n"
-        "        print(name + ': done')\n"
-        "    except OSError:\n"
-        "        print(name + ': refused')\n"
-        f"attempt('read outside', lambda: open({str(private)!r}).read())\n"
+        "import os, sys\n" + ATTEMPT + f"attempt('read outside', lambda: open({str(private)!r}).read())\n"
         f"attempt('write outside', lambda: open({str(drop / 'x')!r}, 'w').write('x'))\n"
         "attempt('read proc', lambda: open('/proc/self/status').read())\n"
         "attempt('own folder', lambda: (open('a', 'w').write('x'), os.rename('a', 'b'), os.mkdir('d'),\n"

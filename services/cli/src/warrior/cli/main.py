@@ -275,6 +275,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------
+def _add_wait_options(p: argparse.ArgumentParser) -> None:
+    """What `campaign start` and `campaign resume` share: waiting for the end, and recovering a stall."""
+    p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    p.add_argument(
+        "--stall", type=float, default=None, metavar="S",
+        help="with --wait: re-send the unfinished stages (as `campaign resume`) after S seconds without progress "
+        "(default: twice WARRIOR_VISIBILITY_TIMEOUT_S plus 60)",
+    )  # fmt: skip
+    p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="warrior",
@@ -299,28 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     camp = sub.add_parser("campaign", help="campaigns").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = camp.add_parser("start", help="validate a campaign config and enqueue its mining")
     p.add_argument("--config", required=True, help="campaign YAML file")
-    p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
-    p.add_argument(
-        "--stall", type=float, default=None, metavar="S",
-        help="with --wait: re-send the unfinished stages (as `campaign resume`) after S seconds without progress "
-        "(default: twice WARRIOR_VISIBILITY_TIMEOUT_S plus 60)",
-    )  # fmt: skip
-    p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_wait_options(p)
     p.set_defaults(func=cmd_campaign_start)
 
     p = camp.add_parser("resume", help="continue a stopped, crashed or cancelled campaign, reusing recorded calls")
     p.add_argument("campaign", help="campaign id")
-    p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
-    p.add_argument(
-        "--stall", type=float, default=None, metavar="S",
-        help="with --wait: re-send the unfinished stages (as `campaign resume`) after S seconds without progress "
-        "(default: twice WARRIOR_VISIBILITY_TIMEOUT_S plus 60)",
-    )  # fmt: skip
-    p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_wait_options(p)
     p.set_defaults(func=cmd_campaign_resume)
     p = camp.add_parser("cancel", help="stop a campaign cleanly (queued tasks end without work)")
     p.add_argument("campaign", help="campaign id")

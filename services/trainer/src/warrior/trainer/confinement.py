@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import struct
@@ -258,13 +259,14 @@ def _file_rights(abi: int, wanted: int) -> int:
     return wanted & allowed
 
 
-def _interpreter_paths() -> list[str]:
+@functools.cache
+def _interpreter_paths() -> tuple[str, ...]:
     """The interpreter's own installation: where the standard library and its extensions live."""
     found = [sys.base_prefix, sys.base_exec_prefix]
     paths = sysconfig.get_paths()
     found += [paths[key] for key in ("stdlib", "platstdlib") if key in paths]
     found.append(os.path.dirname(os.path.realpath(sys.executable)))
-    return found
+    return tuple(found)
 
 
 def landlock_ruleset(directory: str) -> int | None:
@@ -361,6 +363,7 @@ def available() -> Layers:
     return Layers(identity=root, network_namespace=root, seccomp=_seccomp_supported(), landlock_abi=landlock_abi())
 
 
+@functools.cache
 def _seccomp_supported() -> bool:
     if seccomp_filter() is None:
         return False
