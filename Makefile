@@ -7,7 +7,7 @@ PY := $(BIN)/python
 PROTO_OUT := services/common/src
 PROTOS := $(wildcard protos/warrior/v1/*.proto)
 GENERATED := $(patsubst protos/%.proto,$(PROTO_OUT)/%_pb2.py,$(PROTOS))
-SERVICES := common expert_inference instruction_miner judge scorer dataset_builder trainer cli
+SERVICES := common executor expert_inference instruction_miner judge scorer dataset_builder trainer cli
 # llama.cpp built portably: the native build crashes on some CPUs (AMX) and breaks on CPUs without AVX-512.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench demo flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-executor demo flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,7 @@ chart-pipeline: ## regenerate charts/warrior/files/pipeline.json from warrior.co
 REGISTRY ?=
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGES := common=services/common/Dockerfile \
+  executor=services/executor/Dockerfile \
   expert-inference=services/expert_inference/Dockerfile \
   expert-inference-gpu=services/expert_inference/Dockerfile.gpu \
   instruction-miner=services/instruction_miner/Dockerfile \
@@ -96,10 +97,13 @@ images: ## build every service image with docker (REGISTRY=... TAG=...)
 bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling (JSON in bench/results/)
 	$(PY) bench/run.py --out bench/results
 
+bench-executor: ## sandboxed runs per second (1 and N threads) and the cost of each sandbox layer; table + bench/results/executor.json
+	$(PY) bench/executor.py --json bench/results/executor.json
+
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
 
-hostile: ## hostile programs through the evaluation sandbox (as root for the kernel layers); table + bench/results/hostile.json
+hostile: ## hostile programs through the executor's sandbox (as root for the kernel layers); table + bench/results/hostile.json
 	$(PY) scripts/hostile_report.py --json bench/results/hostile.json
 
 chaos: ## kill workers, experts and Redis and cut the store during a larger campaign; table + bench/results/chaos-large.json

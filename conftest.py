@@ -6,7 +6,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +46,62 @@ def redis_url(redis_server: str) -> Iterator[str]:
     client.flushall()
     yield redis_server
     client.close()
+
+
+@dataclass
+class ExecutorWorker:
+    """A running executor worker: the Redis it serves, a Celery app to send to it, its log file."""
+
+    redis_url: str
+    app: Any
+    log: Path
+    name: str
+
+
+@pytest.fixture(scope="module")
+def executor_worker(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExecutorWorker]:
+    """A real executor worker (`celery -A warrior.executor.worker`, queue `execute`, 2 threads and 2
+    sandbox workers) on the session's Redis, for the tests of one module; stopped after them."""
+    import subprocess
+    import sys
+    import time
+    from dataclasses import replace
+
+    from warrior.common.celery_app import make_celery
+    from warrior.common.settings import Settings
+
+    folder = tmp_path_factory.mktemp("executor-worker")
+    name = f"executor-test-{os.getpid()}@%h"
+    env = dict(os.environ) | {
+        "REDIS_URL": redis_server,
+        "WARRIOR_HOME": str(folder / "home"),
+        "WARRIOR_STORE_URL": f"file://{folder / 'store'}",
+        "WARRIOR_EXECUTOR_WORKERS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [
+        sys.executable, "-m", "celery", "-A", "warrior.executor.worker", "worker", "-Q", "execute", "-P", "threads",
+        "-c", "2", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    log_path = folder / "worker.log"
+    app = make_celery("tests-executor", replace(Settings.from_env(), redis_url=redis_server))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the executor worker did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        yield ExecutorWorker(redis_url=redis_server, app=app, log=log_path, name=name)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        app.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Run the hostile programs through the evaluation sandbox; print the table and write it as JSON.
+"""Run the hostile programs through the executor's sandbox; print the table and write it as JSON.
 
     python scripts/hostile_report.py [--json bench/results/hostile.json] [--only NAME ...]
 
@@ -18,10 +18,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from warrior.trainer.confinement import available
-from warrior.trainer.hostile import HOSTILE, render_table, run_hostile
+from warrior.executor.confinement import available
 
 ROOT = Path(__file__).resolve().parents[1]
+# The hostile programs are test data of the executor service, beside its tests.
+sys.path.insert(0, str(ROOT / "services" / "executor" / "tests"))
+from hostile_programs import HOSTILE, render_table, run_hostile  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

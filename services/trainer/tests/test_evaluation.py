@@ -1,5 +1,6 @@
-"""pass@1 through the sandbox: reference solutions score 1.0, wrong or hostile answers score 0, and
-the bookkeeping (prompts, code extraction, generation failures, storage) does what a user expects.
+"""pass@1 through the sandbox: reference solutions score 1.0, wrong or hostile answers score 0, the
+programs run through the executor given (the executor service for the trainer's Celery task), and the
+bookkeeping (prompts, code extraction, generation failures, storage) does what a user expects.
 
 Known-bad reference: MBPP task 341 ("convert the given set into ordered tuples"), whose canonical
 solution is `tuple(s)` and relies on a set's iteration order; for {12, 13, 14, 15, 16} CPython
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,9 @@ import pytest
 
 from warrior.common.benchmarks import Problem
 from warrior.common.store import LocalStore
+from warrior.executor import sandbox
+from warrior.executor.runner import ExecutorTimeout, LocalExecutor, Program, QueueExecutor
+from warrior.executor.sandbox import SandboxResult
 from warrior.trainer.evaluation import (
     EvalResultExists,
     evaluate,
@@ -29,7 +34,6 @@ from warrior.trainer.evaluation import (
     prompt_messages,
     store_result,
 )
-from warrior.trainer.sandbox import run
 
 MBPP_KNOWN_BAD = {"341"}
 
@@ -259,10 +263,89 @@ def test_store_result_writes_once(humaneval_problems: list[Problem], tmp_path: P
     assert store.get_json(key)["passed"] == 1
 
 
+class _RecordingExecutor:
+    """Runs programs through a LocalExecutor and keeps every batch it was given, with its results."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[Program], list[SandboxResult]]] = []
+        self._local = LocalExecutor(workers=2)
+
+    def run_many(self, programs: Sequence[Program]) -> list[SandboxResult]:
+        results = self._local.run_many(programs)
+        self.batches.append((list(programs), results))
+        return results
+
+
 def test_sandbox_results_reach_the_outcome(mbpp_problems: list[Problem]) -> None:
     # The outcome carries what the sandbox saw, so a failure can be read without rerunning it.
-    problem = mbpp_problems[0]
-    direct = run(program(problem, "def remove_Occ(s, ch):\n    return s\n"))
-    assert direct.status == "failed" and "AssertionError" in direct.stderr
-    [outcome] = evaluate([problem], lambda p: "def remove_Occ(s, ch):\n    return s\n").outcomes
+    executor = _RecordingExecutor()
+    [outcome] = evaluate(
+        mbpp_problems[:1], lambda p: "def remove_Occ(s, ch):\n    return s\n", executor=executor, timeout_s=3.0
+    ).outcomes
+    [(programs, results)] = executor.batches
+    assert programs[0].timeout_s == 3.0 and programs[0].memory_mb == 512
+    assert programs[0].source.startswith("def remove_Occ(s, ch):")
+    assert results[0].status == "failed" and "AssertionError" in results[0].stderr
     assert outcome.status == "failed" and "AssertionError" in outcome.detail
+    assert outcome.detail == results[0].stderr[-len(outcome.detail) :]
+
+
+def test_answers_run_in_batches_through_the_executor_given(humaneval_problems: list[Problem]) -> None:
+    executor = _RecordingExecutor()
+    problems = humaneval_problems[:12]
+    seen: list[int] = []
+    result = evaluate(problems, _canonical, workers=3, executor=executor, progress=lambda done, _: seen.append(done))
+    assert (result.passed, result.total) == (12, 12)
+    assert [o.task_id for o in result.outcomes] == [p.task_id for p in problems]
+    assert sorted(len(programs) for programs, _ in executor.batches)[-1] > 1  # answers that were ready ran together
+    assert sum(len(programs) for programs, _ in executor.batches) == 12
+    assert seen == list(range(1, 13))
+
+
+def test_an_executor_that_fails_fails_the_evaluation(humaneval_problems: list[Problem]) -> None:
+    """No result is made (and none stored) when the programs could not run: an outage is not a score."""
+
+    class Unreachable:
+        def run_many(self, programs: Sequence[Program]) -> list[SandboxResult]:
+            raise ExecutorTimeout("no results from the executor service")
+
+    with pytest.raises(ExecutorTimeout):
+        evaluate(humaneval_problems[:3], _canonical, executor=Unreachable())
+
+
+def test_the_programs_run_in_the_executor_service(
+    humaneval_problems: list[Problem], executor_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("a program ran in the evaluating process")
+
+    monkeypatch.setattr(sandbox, "run", refuse)
+    problems = humaneval_problems[:5]
+    answers = {p.task_id: _canonical(p) for p in problems} | {"HumanEval/3": "    return None\n"}
+    result = evaluate(problems, lambda p: answers[p.task_id], executor=QueueExecutor(executor_worker.app, chunk=2))
+    assert [(o.task_id, o.passed) for o in result.outcomes] == [
+        (p.task_id, p.task_id != "HumanEval/3") for p in problems
+    ]
+    assert result.outcomes[3].status == "failed" and "AssertionError" in result.outcomes[3].detail
+
+
+def test_the_trainers_evaluate_task_sends_the_programs_to_the_executor_service(
+    warrior_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warrior.common.model_info
+    import warrior.trainer.evaluation
+    from warrior.trainer import worker
+
+    calls: list[dict[str, Any]] = []
+
+    def evaluate_expert(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(kwargs)
+        return {"key": "evals/x.json", "pass_at_1": 1.0, "passed": 1, "total": 1, "reused": False}
+
+    monkeypatch.setattr(warrior.trainer.evaluation, "evaluate_expert", evaluate_expert)
+    model = type("Model", (), {"revision": "r1"})
+    monkeypatch.setattr(warrior.common.model_info, "expert_model", lambda client, expert: model)
+    summary = worker.evaluate.apply(args=["coder", "humaneval"], kwargs={"limit": 1}).get()
+    assert summary["pass_at_1"] == 1.0
+    [kwargs] = calls
+    assert isinstance(kwargs["executor"], QueueExecutor) and kwargs["executor"].app is worker.app

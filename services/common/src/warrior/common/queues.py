@@ -10,8 +10,10 @@ BATTLE: Final = "battle"
 SCORE: Final = "score"
 DATASET: Final = "dataset"
 TRAIN: Final = "train"
+# Untrusted, model-generated programs, run by the executor service in its sandbox.
+EXECUTE: Final = "execute"
 
-QUEUES: Final = (MINE, SCREEN, BATTLE, SCORE, DATASET, TRAIN)
+QUEUES: Final = (MINE, SCREEN, BATTLE, SCORE, DATASET, TRAIN, EXECUTE)
 
 # Task names are strings, so a stage enqueues the next one without importing another service.
 TASK_MINE: Final = "warrior.mine"
@@ -25,6 +27,10 @@ TASK_BACKFILL: Final = "warrior.backfill"
 TASK_MATCHMAKE: Final = "warrior.matchmake"
 TASK_TRAIN: Final = "warrior.train"
 TASK_EVALUATE: Final = "warrior.evaluate"
+# A chunk of programs run in the executor's sandbox; its results come back through the result backend.
+TASK_RUN_PROGRAMS: Final = "warrior.run_programs"
+# The battle stage that runs answers against tests in the executor service.
+TASK_EXECUTE: Final = "warrior.execute"
 
 PRIORITY_NEWCOMER: Final = 0
 PRIORITY_DEFAULT: Final = 5
@@ -41,6 +47,8 @@ TASK_QUEUES: Final = {
     TASK_BUILD: DATASET,
     TASK_TRAIN: TRAIN,
     TASK_EVALUATE: TRAIN,
+    TASK_RUN_PROGRAMS: EXECUTE,
+    TASK_EXECUTE: EXECUTE,
 }
 
 # Which service's worker consumes which queues (one worker process per service in the local stack).
@@ -50,6 +58,7 @@ SERVICE_QUEUES: Final = {
     "scorer": (SCORE,),
     "dataset_builder": (DATASET,),
     "trainer": (TRAIN,),
+    "executor": (EXECUTE,),
 }
 
 DEFAULT_GRPC_PORT: Final = 50051

@@ -1,1 +1,1 @@
-"""Trainer service: SFT on a dataset version, evaluation in a sandbox, export and registration."""
+"""Trainer service: SFT on a dataset version, evaluation (its programs run by the executor), export and registration."""

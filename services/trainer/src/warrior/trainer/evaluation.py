@@ -3,9 +3,13 @@ the sandbox, count the problems solved.
 
 The pieces compose: `load_problems` reads a benchmark, `prompt_messages` is what the model is
 shown, `extract_code` takes the program out of its reply, `program` appends the tests, and
-`evaluate` runs them all (generation and execution in parallel) into an `EvalResult` that
-`store_result` writes once to the object store. `expert_generator` asks an expert over gRPC,
-greedily, so that a score is reproducible.
+`evaluate` runs them all into an `EvalResult` that `store_result` writes once to the object store.
+`expert_generator` asks an expert over gRPC, greedily, so that a score is reproducible.
+
+The programs run through an `Executor` (`warrior.executor.runner`): `LocalExecutor`, this machine's
+sandbox, where evaluation is run locally (`warrior eval`, the flywheel, tests); `QueueExecutor`, the
+executor service, in the trainer's Celery worker, so that no model-generated code runs in its pod.
+Answers are generated on a pool of threads while the ones already generated run, in batches.
 
 A program counts as passed only when it exits with status 0 *and* reaches a completion token
 written after the tests, so an answer that ends the process early (`sys.exit(0)`, `os._exit(0)`)
@@ -18,16 +22,15 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from warrior.common.benchmarks import Problem, humaneval, mbpp
 from warrior.common.store import ObjectStore, StoreError, validate_key
-
-from . import sandbox
-from .sandbox import Status
+from warrior.executor.runner import Executor, LocalExecutor, Program
+from warrior.executor.sandbox import SandboxResult, Status
 
 __all__ = [
     "Benchmark",
@@ -81,7 +84,7 @@ class ProblemOutcome:
 
     `status` is the sandbox's ("passed", "failed", "timeout", "memory", "blocked", "killed",
     "error") or "generation_error" when no answer could be obtained; `limit` names what stopped
-    the program (see `sandbox.SandboxResult`, plus "early_exit"); `completion` is the start of
+    the program (see `warrior.executor.sandbox.SandboxResult`, plus "early_exit"); `completion` is the start of
     the model's reply and `detail` the end of the program's stderr (or the generation error).
     """
 
@@ -226,13 +229,21 @@ def program(problem: Problem, code: str) -> str:
     return text
 
 
-def _run_one(
-    problem: Problem,
-    generate: Callable[[Problem], str],
-    *,
-    timeout_s: float,
-    memory_mb: int,
-) -> ProblemOutcome:
+@dataclass(frozen=True)
+class _Answer:
+    """A generated answer, as the program to run (ending in a completion token)."""
+
+    task_id: str
+    reply: str
+    token: str
+    program: Program
+    seconds: float
+
+
+def _answer(
+    problem: Problem, generate: Callable[[Problem], str], *, timeout_s: float, memory_mb: int
+) -> _Answer | ProblemOutcome:
+    """Generate the answer to one problem: the program to run, or the outcome when generation failed."""
     started = time.monotonic()
     try:
         reply = generate(problem)
@@ -250,20 +261,30 @@ def _run_one(
     source = program(problem, extract_code(problem, reply))
     # Written straight to the descriptor: immune to a program that replaced sys.stdout.
     source += f"\n__import__('os').write(1, b'\\n{token}\\n')\n"
-    result = sandbox.run(source, timeout_s=timeout_s, memory_mb=memory_mb)
+    return _Answer(
+        task_id=problem.task_id,
+        reply=reply,
+        token=token,
+        program=Program(source, timeout_s=timeout_s, memory_mb=memory_mb),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _outcome(answer: _Answer, result: SandboxResult) -> ProblemOutcome:
+    """Score a run: passed only with exit status 0 *and* the completion token in its output."""
     status: OutcomeStatus = result.status
     limit = result.limit
     passed = result.passed
-    if passed and token not in result.stdout:
+    if passed and answer.token not in result.stdout:
         passed, status, limit = False, "failed", "early_exit"
     return ProblemOutcome(
-        task_id=problem.task_id,
+        task_id=answer.task_id,
         passed=passed,
         status=status,
         limit=limit,
-        completion=reply[:COMPLETION_EXCERPT_CHARS],
+        completion=answer.reply[:COMPLETION_EXCERPT_CHARS],
         detail="" if passed else result.stderr[-DETAIL_EXCERPT_CHARS:],
-        duration_s=round(time.monotonic() - started, 3),
+        duration_s=round(answer.seconds + result.duration_s, 3),
     )
 
 
@@ -275,29 +296,64 @@ def evaluate(
     timeout_s: float = 10.0,
     memory_mb: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> EvalResult:
     """pass@1 of `generate` on `problems`: one answer per problem, run with its tests in the sandbox.
 
     `generate` returns the model's reply (decoding is the caller's choice; `expert_generator` is
     greedy); when it raises, the problem is recorded as a "generation_error" failure and the
-    evaluation goes on. `workers` problems are generated and run at a time, so `generate` is called
-    from that many threads at once. `progress(done, total)` is called from the calling thread after
-    each problem.
+    evaluation goes on. `workers` answers are generated at a time, so `generate` is called from
+    that many threads at once; the answers generated so far run as one batch through `executor`
+    while the next ones are generated. `executor` defaults to a `LocalExecutor` (this machine's
+    sandbox, as many programs at once as it has CPUs), made for this call and closed after it; an
+    executor's error (the executor service unreachable, say) is raised, never scored.
+    `progress(done, total)` is called from the calling thread after each problem.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     started = time.monotonic()
     total = len(problems)
     outcomes: list[ProblemOutcome | None] = [None] * total
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="warrior-eval") as pool:
-        futures = {
-            pool.submit(_run_one, problem, generate, timeout_s=timeout_s, memory_mb=memory_mb): index
-            for index, problem in enumerate(problems)
-        }
-        for done, future in enumerate(as_completed(futures), start=1):
-            outcomes[futures[future]] = future.result()
-            if progress is not None:
-                progress(done, total)
+    done = 0
+
+    def record(index: int, outcome: ProblemOutcome) -> None:
+        nonlocal done
+        outcomes[index] = outcome
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    own: LocalExecutor | None = None
+    if executor is None:
+        executor = own = LocalExecutor()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="warrior-eval") as pool:
+            waiting: dict[Future[_Answer | ProblemOutcome], int] = {
+                pool.submit(_answer, problem, generate, timeout_s=timeout_s, memory_mb=memory_mb): index
+                for index, problem in enumerate(problems)
+            }
+            try:
+                while waiting:
+                    finished, _ = wait(waiting, return_when=FIRST_COMPLETED)
+                    batch: list[tuple[int, _Answer]] = []
+                    for future in sorted(finished, key=waiting.__getitem__):
+                        index = waiting.pop(future)
+                        answer = future.result()
+                        if isinstance(answer, ProblemOutcome):
+                            record(index, answer)
+                        else:
+                            batch.append((index, answer))
+                    if batch:
+                        results = executor.run_many([answer.program for _, answer in batch])
+                        for (index, answer), result in zip(batch, results, strict=True):
+                            record(index, _outcome(answer, result))
+            except BaseException:
+                for future in waiting:
+                    future.cancel()
+                raise
+    finally:
+        if own is not None:
+            own.close()
     final = tuple(outcome for outcome in outcomes if outcome is not None)
     passed = sum(outcome.passed for outcome in final)
     return EvalResult(
@@ -357,12 +413,14 @@ def evaluate_expert(
     timeout_s: float = 10.0,
     memory_mb: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """pass@1 of a registered expert on a benchmark, stored once per (expert, revision, benchmark).
 
     A result already stored for this revision and problem set is returned as is (with ``reused``),
     so a repeated or redelivered evaluation costs nothing. A partial run (``limit``) is stored under
-    its own name (``humaneval-first20``), never in place of the full benchmark's result.
+    its own name (``humaneval-first20``), never in place of the full benchmark's result. The
+    programs run through `executor` (see `evaluate`; this machine's sandbox by default).
     """
     label = benchmark if limit is None else f"{benchmark}-first{limit}"
     key = result_key(model=expert, revision=revision, benchmark=label)
@@ -377,6 +435,7 @@ def evaluate_expert(
         timeout_s=timeout_s,
         memory_mb=memory_mb,
         progress=progress,
+        executor=executor,
     )
     store_result(store, result, model=expert, revision=revision, benchmark=label)
     return dict(store.get_json(key)) | {"key": key, "reused": False}

@@ -10,9 +10,9 @@ longer than the broker's visibility timeout (WARRIOR_VISIBILITY_TIMEOUT_S, one h
 needs a larger one for the whole stack, or else a second worker gets the task while the first
 still trains; long runs belong in the Kubernetes Job (``warrior-train``) instead.
 
-The worker runs model-generated programs (evaluation) in the sandbox, so every process of it is
-made non-dumpable at import, before the pool forks: a program cannot read a worker's environment
-(credentials) through /proc even where the kernel offers no Landlock.
+Evaluation (``warrior.evaluate``) generates the answers here but never runs them here: the programs
+go to the executor service (``QueueExecutor``, queue ``execute``), so no model-generated code runs in
+the trainer's pod, next to its credentials and checkpoints.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ from warrior.common.celery_app import make_celery
 from warrior.common.runtime import get_runtime
 from warrior.common.store import ObjectStore
 from warrior.trainer.config import TrainConfig, parse_train_config, parse_train_yaml
-from warrior.trainer.confinement import available, protect_caller
 
 log = logging.getLogger("warrior.trainer")
-protect_caller()
-log.info("evaluation sandbox: %s", available().describe())
 app = make_celery("trainer")
 
 
@@ -69,8 +66,10 @@ def train(self: Task, config: dict[str, Any] | str, export: list[str] | None = N
 def evaluate(
     self: Task, expert: str, benchmark: str, limit: int | None = None, max_tokens: int = 512
 ) -> dict[str, Any]:
-    """pass@1 of a registered expert (greedy, sandboxed); returns the stored result's summary."""
+    """pass@1 of a registered expert (greedy; the programs run in the executor service); returns the
+    stored result's summary."""
     from warrior.common.model_info import expert_model
+    from warrior.executor.runner import QueueExecutor
     from warrior.trainer.evaluation import evaluate_expert
 
     rt = get_runtime()
@@ -81,6 +80,6 @@ def evaluate(
     revision = expert_model(rt.client, expert).revision
     stored = evaluate_expert(
         rt.client, rt.store, expert, revision, benchmark,  # type: ignore[arg-type]
-        cache_dir=rt.settings.cache_dir, limit=limit, max_tokens=max_tokens,
+        cache_dir=rt.settings.cache_dir, limit=limit, max_tokens=max_tokens, executor=QueueExecutor(app),
     )  # fmt: skip
     return {k: stored[k] for k in ("key", "pass_at_1", "passed", "total", "reused")}

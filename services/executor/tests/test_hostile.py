@@ -14,8 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from warrior.trainer.hostile import HOSTILE, HostileRow, render_table, run_hostile, stray_identity_objects
+from hostile_programs import HOSTILE, HostileRow, render_table, run_hostile, stray_identity_objects
 
 SECRET = "fake-secret-4b1d0c7e-never-seen-by-a-program"
 
@@ -85,7 +84,7 @@ def test_every_hostile_program_is_contained_and_scored_as_a_failure(worker_secre
 
 def test_a_program_that_escaped_would_be_reported_as_not_contained() -> None:
     """The checks can fail: a harmless program that passes, or one whose outcome is not the expected one."""
-    from warrior.trainer.hostile import Hostile
+    from hostile_programs import Hostile
 
     passes = Hostile("passes", "does nothing", "print('ok')\n", ("blocked no_network",))
     leaves = Hostile("leaves", "writes its folder", "open('x', 'w').write('y')\nraise SystemExit(3)\n", ("timeout",))

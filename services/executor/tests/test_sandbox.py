@@ -4,7 +4,7 @@ and leaves nothing behind (no file outside its directory, no process, no connect
 Most tests run with every layer on. The `hook off` tests switch the audit hook off to show that
 the kernel-enforced layers (an unprivileged uid of its own, resource limits, a network namespace,
 a process-group and uid sweep) contain the same programs on their own; those layers need the
-caller to be root, as the trainer's evaluation runs.
+caller to be root, as the executor runs in these tests.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from warrior.trainer.sandbox import STATUSES, SandboxResult, run
+from warrior.executor.sandbox import STATUSES, SandboxResult, run
 
 SECRET = "fake-secret-7f3a9c1e-do-not-leak"
 

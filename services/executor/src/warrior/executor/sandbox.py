@@ -16,7 +16,7 @@ output read through pipes and capped. Layers, outermost first:
   process of that uid is killed, catching anything that left the process group, and every file it
   owns in the world-writable directories (/tmp, /var/tmp, /dev/shm...) is removed. A caller that is
   not root (the service images run as uid 10001) gets every other layer.
-* Kernel confinement that needs no privileges (`warrior.trainer.confinement`), installed by the
+* Kernel confinement that needs no privileges (`warrior.executor.confinement`), installed by the
   child on itself and inherited by all it starts: a seccomp filter (no signals, tracing, limits or
   priority changes for any process outside its own group, no leaving that group, no sockets, no
   io_uring, namespaces, mounts, FIFOs, device nodes or memory-backed files) and, where the kernel
@@ -63,11 +63,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from warrior.trainer import confinement
+from warrior.executor import confinement
 
 __all__ = ["STATUSES", "SandboxResult", "Status", "run"]
 
@@ -505,6 +505,31 @@ class SandboxResult:
             "duration_s": self.duration_s,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SandboxResult:
+        """The result `to_dict` gave (after a trip through JSON); ValueError when it is not one."""
+        try:
+            status = data["status"]
+            returncode = data["returncode"]
+            limit = data["limit"]
+            fields = (data["passed"], data["stdout"], data["stderr"], data["duration_s"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a sandbox result: {exc!r}") from None
+        passed, stdout, stderr, duration_s = fields
+        if status not in STATUSES:
+            raise ValueError(f"not a sandbox result: status {status!r}")
+        if not isinstance(passed, bool) or passed != (status == "passed"):
+            raise ValueError(f"not a sandbox result: passed {passed!r} with status {status!r}")
+        if returncode is not None and (isinstance(returncode, bool) or not isinstance(returncode, int)):
+            raise ValueError(f"not a sandbox result: returncode {returncode!r}")
+        if limit is not None and not isinstance(limit, str):
+            raise ValueError(f"not a sandbox result: limit {limit!r}")
+        if not isinstance(stdout, str) or not isinstance(stderr, str):
+            raise ValueError("not a sandbox result: stdout and stderr must be text")
+        if isinstance(duration_s, bool) or not isinstance(duration_s, int | float):
+            raise ValueError(f"not a sandbox result: duration_s {duration_s!r}")
+        return cls(passed, status, limit, returncode, stdout, stderr, float(duration_s))
+
 
 class _Identities:
     """A pool of unprivileged uids, one per concurrent run, so that runs cannot touch each other.
@@ -915,7 +940,7 @@ def run(
     audit_hook: install the audit hook; turning it off leaves only the kernel-enforced layers
         (for checking those on their own, never for untrusted code).
     kernel_confinement: install the seccomp filter and the Landlock ruleset where the host offers
-        them (see `warrior.trainer.confinement`); off only to show what they stop.
+        them (see `warrior.executor.confinement`); off only to show what they stop.
     """
     if timeout_s <= 0 or memory_mb <= 0 or max_output_bytes <= 0:
         raise ValueError("timeout_s, memory_mb and max_output_bytes must be positive")

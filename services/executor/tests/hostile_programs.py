@@ -1,4 +1,5 @@
-"""Hostile programs for the evaluation sandbox, each with the containment it must meet.
+"""Hostile programs for the executor's sandbox, each with the containment it must meet (test data:
+imported by the tests beside it and by ``scripts/hostile_report.py``, never installed).
 
 Every program attacks the sandbox the way a generated solution could: a fork bomb, an infinite
 loop, a memory hog, writes outside its directory, reads of the worker's environment and files
@@ -6,7 +7,7 @@ loop, a memory hog, writes outside its directory, reads of the worker's environm
 0 only when its attack worked: a contained program is scored as a failure (failed, timeout,
 memory, blocked or killed) with the limit that stopped it, and nothing it did outlives it.
 
-:func:`run_hostile` runs them all through :func:`warrior.trainer.sandbox.run` and checks, after
+:func:`run_hostile` runs them all through :func:`warrior.executor.sandbox.run` and checks, after
 each one, what a status cannot show: the worker's environment secret is not in the output, no
 file appeared outside the sandbox (a canary in a folder of the worker's, a world-writable drop
 folder, /tmp, /dev/shm), no connection reached a listener, no process of the run is left, and the
@@ -16,7 +17,7 @@ the table and writes it as JSON.
 Programs with ``needs`` test the kernel-enforced layers with the audit hook off. A caller that is
 root gives every run an unprivileged uid of its own and a network namespace, so they all run then;
 a caller that is not root (the images run as uid 10001) relies on the seccomp filter and the
-Landlock ruleset (see :mod:`warrior.trainer.confinement`), and a program whose layers the host lacks
+Landlock ruleset (see :mod:`warrior.executor.confinement`), and a program whose layers the host lacks
 is reported as skipped, naming them.
 """
 
@@ -36,8 +37,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from warrior.trainer.confinement import available
-from warrior.trainer.sandbox import _UID_BASE, _UID_COUNT, _lock_directory, run
+from warrior.executor.confinement import available
+from warrior.executor.sandbox import _UID_BASE, _UID_COUNT, _lock_directory, run
 
 __all__ = ["HOSTILE", "Hostile", "HostileRow", "render_table", "run_hostile", "stray_identity_objects"]
 

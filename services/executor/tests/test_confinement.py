@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from warrior.trainer import confinement
-from warrior.trainer.sandbox import run
+from warrior.executor import confinement
+from warrior.executor.sandbox import run
 
 ALLOW, KILL = 0x7FFF0000, 0x80000000
 PID = 4242

@@ -1,0 +1,94 @@
+"""QueueExecutor against a real executor worker on a real Redis: programs run in the service, never in
+the caller, in chunks, and come back in order; a missing service or a bad chunk is an error, not a
+result."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+
+from warrior.common import queues
+from warrior.common.celery_app import make_celery
+from warrior.common.settings import Settings
+from warrior.executor import sandbox
+from warrior.executor.confinement import available
+from warrior.executor.runner import ExecutorTimeout, Program, QueueExecutor
+
+
+@pytest.fixture()
+def no_local_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process cannot run a program: whatever runs, runs in the worker."""
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("a program ran in the caller's process")
+
+    monkeypatch.setattr(sandbox, "run", refuse)
+
+
+def _keys(client: redis.Redis, pattern: str) -> set[bytes]:
+    return set(client.scan_iter(match=pattern, count=1000))
+
+
+def test_a_batch_runs_in_the_service_in_chunks_and_comes_back_in_order(
+    executor_worker: Any, no_local_sandbox: None
+) -> None:
+    client = redis.Redis.from_url(executor_worker.redis_url)
+    deliveries, stored = _keys(client, "warrior:deliveries:*"), _keys(client, "celery-task-meta-*")
+    programs = [Program(f"print({i} * {i})\n", timeout_s=5.0) for i in range(68)]
+    programs += [
+        Program("assert 1 == 2\n"),
+        Program("import os\nos.fork()\n"),
+        Program("import time\ntime.sleep(30)\n", timeout_s=1.0),
+    ]
+    results = QueueExecutor(executor_worker.app, chunk=32, timeout_s=60).run_many(programs)
+    assert [r.stdout for r in results[:68]] == [f"{i * i}\n" for i in range(68)]
+    assert [r.status for r in results[:68]] == ["passed"] * 68
+    assert [(r.status, r.limit) for r in results[68:]] == [
+        ("failed", None),
+        ("blocked", "no_subprocess"),
+        ("timeout", "wall_time 1s"),
+    ]
+    assert "AssertionError" in results[68].stderr
+    # 71 programs in chunks of 32: three tasks, each delivered once; their results were read and removed.
+    assert len(_keys(client, "warrior:deliveries:*") - deliveries) == 3
+    assert _keys(client, "celery-task-meta-*") == stored
+    assert QueueExecutor(executor_worker.app).run_many([]) == []
+
+
+def test_results_are_the_ones_the_sandbox_gives(executor_worker: Any) -> None:
+    program = Program("import sys\nprint('out')\nprint('err', file=sys.stderr)\nraise SystemExit(4)\n")
+    [remote] = QueueExecutor(executor_worker.app, timeout_s=60).run_many([program])
+    local = sandbox.run(program.source, timeout_s=program.timeout_s, memory_mb=program.memory_mb)
+    assert (remote.passed, remote.status, remote.limit, remote.returncode) == (False, "failed", None, 4)
+    assert (remote.stdout, remote.stderr) == (local.stdout, local.stderr) == ("out\n", "err\n")
+
+
+def test_the_worker_logs_its_sandbox_layers(executor_worker: Any) -> None:
+    assert f"sandbox: {available().describe()}" in executor_worker.log.read_text(errors="replace")
+
+
+def test_no_executor_service_is_a_timeout_not_a_result(executor_worker: Any, no_local_sandbox: None) -> None:
+    app = make_celery("tests-nobody", replace(Settings.from_env(), redis_url=executor_worker.redis_url))
+    nobody = f"execute-nobody-{time.monotonic_ns()}"  # a queue no worker consumes
+    app.conf.task_routes = {queues.TASK_RUN_PROGRAMS: {"queue": nobody}}
+    try:
+        started = time.monotonic()
+        with pytest.raises(ExecutorTimeout, match="is a worker consuming queue 'execute'"):
+            QueueExecutor(app, timeout_s=1.0).run_many([Program("print(1)\n")])
+        assert time.monotonic() - started < 10
+    finally:
+        app.close()
+        redis.Redis.from_url(executor_worker.redis_url).delete(nobody)
+
+
+def test_a_bad_chunk_is_refused_with_its_error_and_the_worker_carries_on(executor_worker: Any) -> None:
+    sent = executor_worker.app.send_task(queues.TASK_RUN_PROGRAMS, args=[[{"source": "pass", "uid": 0}]])
+    with pytest.raises(ValueError, match="unknown program fields"):
+        sent.get(timeout=60)
+    sent.forget()
+    [result] = QueueExecutor(executor_worker.app, timeout_s=60).run_many([Program("print('still here')\n")])
+    assert result.stdout == "still here\n"
