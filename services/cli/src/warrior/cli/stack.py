@@ -24,10 +24,14 @@ from warrior.common.registry import Registry
 from warrior.common.security import redact_url
 from warrior.common.settings import Settings
 
-# Worker pool per service: model calls are I/O bound, so threads; sized to keep the engines busy.
-WORKER_CONCURRENCY = {"instruction_miner": 4, "judge": 8, "scorer": 2, "dataset_builder": 2, "trainer": 1}
-# The arena's workers; the trainer's worker starts only where training is asked for (it loads torch).
-ARENA_SERVICES = ("instruction_miner", "judge", "scorer", "dataset_builder")
+# Worker pool per service: model calls are I/O bound, so threads; sized to keep the engines busy. The
+# executor's threads are chunks of programs in hand: its sandbox runs them as many at once as it has CPUs.
+WORKER_CONCURRENCY = {
+    "instruction_miner": 4, "judge": 8, "scorer": 2, "dataset_builder": 2, "trainer": 1, "executor": 2,
+}  # fmt: skip
+# The arena's workers, the executor (the one that runs model-generated code) among them; the trainer's
+# worker starts only where training is asked for (it loads torch).
+ARENA_SERVICES = ("instruction_miner", "judge", "scorer", "dataset_builder", "executor")
 
 
 class StackError(RuntimeError):
