@@ -324,7 +324,7 @@ def test_every_keda_trigger_names_a_queue_its_worker_consumes() -> None:
 
     docs = render_scenario(KEDA)
     scaled = of_kind(docs, "ScaledObject")
-    assert len(scaled) == 4  # dataset_builder uses an HPA in this scenario
+    assert len(scaled) == 5  # dataset_builder uses an HPA in this scenario
     for obj in scaled:
         target = by_name(docs, "Deployment", obj["spec"]["scaleTargetRef"]["name"])
         consumed = celery_queues(target)
@@ -365,12 +365,13 @@ def test_keda_lists_are_where_celery_puts_the_messages(redis_url: str) -> None:
     app.send_task(queues.TASK_BACKFILL, args=["c", "i", "n"], priority=queues.PRIORITY_NEWCOMER)
     app.send_task(queues.TASK_MINE, args=["c", "e", 0])
     app.send_task(queues.TASK_SCORE, args=["c", "i"])
+    app.send_task(queues.TASK_RUN_PROGRAMS, args=[[{"source": "pass"}]])
     client = redis.Redis.from_url(redis_url)
     try:
         waiting = {q: sum(client.llen(name) for name in pipeline["redisLists"][q]) for q in queues.QUEUES}
     finally:
         client.close()
-    assert waiting == {"mine": 1, "screen": 0, "battle": 3, "score": 1, "dataset": 0, "train": 0}
+    assert waiting == {"mine": 1, "screen": 0, "battle": 3, "score": 1, "dataset": 0, "train": 0, "execute": 1}
 
 
 # -- security -----------------------------------------------------------------------------------
