@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-executor demo flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling 
 
 bench-executor: ## sandboxed runs per second (1 and N threads) and the cost of each sandbox layer; table + bench/results/executor.json
 	$(PY) bench/executor.py --json bench/results/executor.json
+
+bench-topic: ## on-topic screening on the held-out set: precision/recall, confusion, errors; table + bench/results/topic.json
+	$(PY) bench/topic.py --out bench/results/topic.json
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
