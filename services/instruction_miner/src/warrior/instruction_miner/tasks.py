@@ -21,6 +21,7 @@ from warrior.instruction_miner.dedup_index import SharedDedupIndex
 from warrior.instruction_miner.filters import FilterLimits, clean_instruction, drop_reason
 from warrior.instruction_miner.prompts import completion_system_prompt, mining_system_prompt
 from warrior.instruction_miner.rating import rate
+from warrior.instruction_miner.topic import classifier as topic_classifier
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,19 @@ def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str) -> st
     return "contaminated"
 
 
+def _on_topic(state: CampaignState, iid: str, text: str) -> tuple[str | None, dict[str, float] | None]:
+    """Drop reason when the request is not about programming, and its topic score (recorded either way)."""
+    settings = state.campaign_config().screening.on_topic
+    try:
+        scored = topic_classifier().score(text)
+    except EmbeddingError as exc:
+        state.fail(f"topic:{iid}", str(exc))
+        return "topic_unavailable", None
+    record = scored.record() | {"min_score": settings.min_score}
+    state.put("topic", iid, record)
+    return ("off_topic" if scored.score < settings.min_score else None), record
+
+
 def _raters(rt: Runtime, state: CampaignState, attacker: str) -> list[str]:
     """Every live expert of the campaign but the instruction's author."""
     roster = set(state.campaign_config().expert_names) | state.members("roster")
@@ -156,9 +170,10 @@ def _quality(rt: Runtime, state: CampaignState, record: dict[str, Any]) -> dict[
 def screen(rt: Runtime, campaign: str, iid: str) -> bool:
     """Keep or drop one mined instruction; True when it is kept.
 
-    In order: shape filters, truncation, decontamination (13-grams, then embeddings), campaign-wide
-    near-duplicate removal, then difficulty/quality rating by every other live expert. Each drop is
-    recorded with its reason; a kept instruction is tagged with its task category.
+    In order: shape filters, truncation, decontamination (13-grams, then embeddings), the on-topic
+    check (is it about programming at all?), campaign-wide near-duplicate removal, then
+    difficulty/quality rating by every other live expert. Each drop is recorded with its reason; a
+    kept instruction is tagged with its task category and carries its topic score.
     """
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
@@ -174,6 +189,9 @@ def screen(rt: Runtime, campaign: str, iid: str) -> bool:
         reason = "truncated"  # the request ran past the mining token budget: its end is missing
     if reason is None:
         reason = _contamination(rt, state, iid, record["text"])
+    topic: dict[str, float] | None = None
+    if reason is None and config.screening.on_topic.enabled:
+        reason, topic = _on_topic(state, iid, record["text"])
     if reason is None:
         index = SharedDedupIndex(
             rt.redis, campaign, threshold=config.screening.dedup_threshold, num_perm=config.screening.num_perm
@@ -196,7 +214,7 @@ def screen(rt: Runtime, campaign: str, iid: str) -> bool:
         return False
     category = categorize(record["text"])
     screening = {"id": iid, "category": category, "language": record.get("language") or config.languages[0],
-                 "quality": quality}  # fmt: skip
+                 "quality": quality, "topic": topic}  # fmt: skip
     rt.store.put_json(screening_key(campaign, iid), screening, if_absent=True)
     state.put("categories", iid, category)
     state.mark("kept", iid)
