@@ -92,7 +92,7 @@ def test_exact_duplicates_are_removed_and_counted(row: RowFactory) -> None:
     selection = select(rows, None, SelectionConfig())
     assert [r["lineage"]["instruction_id"] for r in selection.rows] == ["i000", "i002", "i003"]
     assert selection.dropped == {"i001": {"reason": "exact_duplicate", "of": "i000"}}
-    assert selection.drop_counts == {"exact_duplicate": 1, "near_duplicate": 0, "not_selected": 0}
+    assert selection.drop_counts == {"not_verified": 0, "exact_duplicate": 1, "near_duplicate": 0, "not_selected": 0}
     record = selection.record()
     assert record["input_rows"] == 4 and record["kept_rows"] == 3 and record["embedding_model"] is None
 
@@ -157,6 +157,18 @@ def test_the_shared_embedder_catches_a_reworded_instruction(row: RowFactory) -> 
     rows = [row(i, text=t) for i, t in enumerate(texts)]
     selection = select_rows(rows, SelectionConfig(near_dup_threshold=0.9, target_rows=3, seed=0))
     assert selection.dropped["i002"] == {"reason": "near_duplicate", "of": "i000"}
-    assert selection.drop_counts == {"exact_duplicate": 0, "near_duplicate": 1, "not_selected": 1}
+    assert selection.drop_counts == {"not_verified": 0, "exact_duplicate": 0, "near_duplicate": 1, "not_selected": 1}
     assert len(selection.rows) == 3
     assert selection.record()["embedding_model"]["name"] == "all-MiniLM-L6-v2"
+
+
+def test_require_verified_keeps_only_rows_whose_winner_passed_every_trusted_test(row: RowFactory) -> None:
+    rows = [row(i, text=f"Request number {i} about sorting lists.") for i in range(4)]
+    for r, status in zip(rows, ["verified", "partial", "unverified", "not_executed"], strict=True):
+        r["lineage"]["verification"] = {"status": status}
+    kept = select(rows, None, SelectionConfig(require_verified=True))
+    assert [r["lineage"]["instruction_id"] for r in kept.rows] == ["i000"]
+    assert kept.drop_counts["not_verified"] == 3
+    assert kept.dropped["i003"] == {"reason": "not_verified", "of": None, "status": "not_executed"}
+    assert len(select(rows, None, SelectionConfig()).rows) == 4
+    assert SelectionConfig.from_dataset_config(DatasetConfig(require_verified=True)).require_verified

@@ -79,7 +79,12 @@ def test_build_removes_duplicates_and_records_screening_and_selection(campaign: 
     manifest = tasks.build(campaign, "c1", "ds", RATINGS)
     rows = read_rows(campaign.store, manifest)
     assert [r["lineage"]["instruction_id"] for r in rows] == ["i000", "i001", "i002"]
-    assert manifest["selection"]["dropped"] == {"exact_duplicate": 1, "near_duplicate": 0, "not_selected": 0}
+    assert manifest["selection"]["dropped"] == {
+        "not_verified": 0,
+        "exact_duplicate": 1,
+        "near_duplicate": 0,
+        "not_selected": 0,
+    }
     assert manifest["selection"]["embedding_model"] is None  # the defaults compare no embeddings
     assert manifest["screening"] == {"contaminated": 1, "too_short": 1}
     assert {r["lineage"]["category"] for r in rows} == {"algorithms"}
@@ -90,12 +95,22 @@ def test_build_removes_duplicates_and_records_screening_and_selection(campaign: 
 
 
 def test_build_subsamples_to_the_configured_target(campaign: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    section = SimpleNamespace(name="ds", target_rows=2, seed=0, near_dup_threshold=0.95)
+    section = SimpleNamespace(name="ds", target_rows=2, seed=0, near_dup_threshold=0.95, require_verified=False)
     monkeypatch.setattr(CampaignState, "campaign_config", lambda self: SimpleNamespace(dataset=section))
     manifest = tasks.build(campaign, "c1", "ds", RATINGS)
     assert manifest["rows"] == 2
-    assert manifest["selection"]["config"] == {"target_rows": 2, "seed": 0, "near_dup_threshold": 0.95}
-    assert manifest["selection"]["dropped"] == {"exact_duplicate": 1, "near_duplicate": 0, "not_selected": 1}
+    assert manifest["selection"]["config"] == {
+        "target_rows": 2,
+        "seed": 0,
+        "near_dup_threshold": 0.95,
+        "require_verified": False,
+    }
+    assert manifest["selection"]["dropped"] == {
+        "not_verified": 0,
+        "exact_duplicate": 1,
+        "near_duplicate": 0,
+        "not_selected": 1,
+    }
     assert manifest["selection"]["embedding_model"]["name"] == "all-MiniLM-L6-v2"
 
 

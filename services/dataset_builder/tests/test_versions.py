@@ -170,9 +170,9 @@ def test_manifest_records_selection_screening_sources_and_ratings(tmp_path: Path
     assert manifest["ratings"] == "runs/c1/ratings/r.json"
     assert manifest["screening"] == {"contaminated": 2, "too_short": 1}
     recorded = manifest["selection"]
-    assert recorded["config"] == {"target_rows": 3, "seed": 4, "near_dup_threshold": 0.95}
+    assert recorded["config"] == {"target_rows": 3, "seed": 4, "near_dup_threshold": 0.95, "require_verified": False}
     assert recorded["seed"] == 4 and recorded["embedding_model"] == {"name": "m", "revision": "abc"}
-    assert recorded["dropped"] == {"exact_duplicate": 0, "near_duplicate": 0, "not_selected": 3}
+    assert recorded["dropped"] == {"not_verified": 0, "exact_duplicate": 0, "near_duplicate": 0, "not_selected": 3}
     details = store.get_json(recorded["details"])
     assert sorted(details) == sorted(
         {"i0", "i1", "i2", "i3", "i4", "i5"} - {r["lineage"]["instruction_id"] for r in selection.rows}

@@ -126,3 +126,26 @@ def test_pick_winner_rejects_nan() -> None:
 def test_final_scores_feed_pick_winner() -> None:
     scores = final_scores(["A", "B", "C"], RATINGS, PAIR_VOTES)
     assert pick_winner(scores) == "A"
+
+
+def test_an_answer_that_passes_fewer_trusted_tests_cannot_win_on_its_rating() -> None:
+    from warrior.scorer.tasks import outcomes_of, winner_of
+
+    battle = {
+        "competitors": ["strong", "weak"],
+        "pairs": [{"a": "strong", "b": "weak"}],
+        "judgments": [
+            {"a": "strong", "b": "weak", "judge": "execution", "source": "execution", "winner": "weak", "votes": 3}
+        ],
+        "execution": {
+            "executable": True,
+            "matrix": {"strong": {"t0": "failed", "t1": "passed"}, "weak": {"t0": "passed", "t1": "passed"}},
+            "trust": {"trusted": ["t0", "t1"], "untrusted": {}},
+        },
+    }
+    # A much higher rating would win under the paper's blend alone (alpha 0.7).
+    decided = winner_of(battle, {"strong": 400.0, "weak": -400.0}, alpha=0.7)
+    assert decided["scores"]["strong"] > decided["scores"]["weak"]
+    assert decided["winner"] == "weak" and decided["eligible"] == ["weak"]
+    # Execution's verdict weighs as many votes as the judges it stood in for.
+    assert [o.winner for o in outcomes_of(battle)] == ["b", "b", "b"]

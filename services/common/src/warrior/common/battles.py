@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from warrior.common.store import ObjectStore
+from warrior.common.verification import merge_executions
 
 _SEP = "+"
 
@@ -40,6 +41,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         merged["judgments"].extend(part["judgments"])
         merged["pairs"].extend(part["pairs"])
     merged["competitors"] = sorted(merged["answers"])
+    ordered = sorted(parts, key=lambda p: p.get("newcomer") or "")
+    merged["execution"] = merge_executions([p["execution"] for p in ordered if p.get("execution")])
     return merged
 
 

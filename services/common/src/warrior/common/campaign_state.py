@@ -11,6 +11,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+from warrior.common.verification import summarize_stats
 
 _INDEX = "warrior:campaigns"
 
@@ -136,6 +137,7 @@ class CampaignState:
             "battles": sum(int(s.get("battles", 0)) for s in stats.values()),
             "votes": sum(int(s.get("votes", 0)) for s in stats.values()),
             "ties": sum(int(s.get("ties", 0)) for s in stats.values()),
+            "execution": summarize_stats(stats.values()),
             "failures": dict(sorted(failure_kinds.items())),
             "failure_examples": dict(sorted(failures_raw.items())[:10]),
             "counters": counters,

@@ -18,6 +18,11 @@ from warrior.common import queues
 from warrior.common.settings import Settings, celery_broker_url
 from warrior.common.store import StoreUnavailable
 
+
+class ServiceUnavailable(RuntimeError):
+    """Another service of the pipeline did not answer in time (e.g. no executor worker took the runs)."""
+
+
 # Errors that say "not now" rather than "never": Redis restarting, the object store unreachable.
 # kombu's OperationalError: sending the next stage's task while the broker is down.
 TRANSIENT_ERRORS = (
@@ -25,6 +30,7 @@ TRANSIENT_ERRORS = (
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,
     StoreUnavailable,
+    ServiceUnavailable,
 )
 RETRY_BUDGET_S = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
 _log = logging.getLogger(__name__)

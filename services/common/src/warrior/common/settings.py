@@ -31,6 +31,10 @@ class Settings:
     registry_ttl_s: float
     grpc_deadline_s: float
     in_flight_per_expert: int
+    # Where battles run answers against tests: "queue" sends them to the executor service (the
+    # default, and the only choice where untrusted code must not run in the judge's pod); "local"
+    # runs them in this process's sandbox (a single-process set-up, the tests).
+    executor: str = "queue"
 
     def __repr__(self) -> str:
         # A Redis URL may carry a password: settings are printed with it masked.
@@ -59,7 +63,17 @@ class Settings:
             grpc_deadline_s=_positive_float("WARRIOR_GRPC_DEADLINE_S", 300.0),
             # 0: twice the capacity the expert's replicas announce.
             in_flight_per_expert=_non_negative_int("WARRIOR_INFLIGHT_PER_EXPERT", 0),
+            executor=_choice("WARRIOR_EXECUTOR", ("queue", "local"), "queue"),
         )
+
+
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw not in allowed:
+        raise SettingsError(f"environment variable {name}={raw!r} must be one of {', '.join(allowed)}")
+    return raw
 
 
 def _positive_float(name: str, default: float) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from warrior.common.verification import row_verification
+
 # Labels the screening stage gives an instruction; rows from before it did are simply without them.
 TAGS = ("category", "language")
 
@@ -33,7 +35,11 @@ def with_battle(candidate: dict[str, Any], battle: dict[str, Any]) -> dict[str, 
             for name, a in battle["answers"].items()
         },
         "pairs": battle["pairs"],
-        "judges": sorted({j["judge"] for j in battle["judgments"]}),
+        "judges": sorted({j["judge"] for j in battle["judgments"] if j.get("source", "llm") == "llm"}),
+        "execution": battle.get("execution"),
+        "verdicts": [
+            {"source": j.get("source", "llm"), "votes": j.get("votes", 1)} for j in battle["judgments"]
+        ],
     }
 
 
@@ -58,12 +64,20 @@ def training_row(candidate: dict[str, Any], winner: str, scores: dict[str, float
             "winner_revision": answer["revision"],
             "scores": scores,
             "votes": [
-                {"a": p["a"], "b": p["b"], "votes_a": p["votes_a"], "votes_b": p["votes_b"], "ties": p["ties"]}
+                {
+                    "a": p["a"],
+                    "b": p["b"],
+                    "votes_a": p["votes_a"],
+                    "votes_b": p["votes_b"],
+                    "ties": p["ties"],
+                    "source": p.get("source", "llm"),
+                }
                 for p in candidate["pairs"]
             ],
             "judges": candidate["judges"],
             "model_revisions": {name: a["revision"] for name, a in candidate["answers"].items()},
             "ratings": ratings_key,
+            "verification": row_verification(candidate.get("execution"), winner, candidate.get("verdicts", [])),
         },
     }
     row["lineage"] |= {tag: candidate[tag] for tag in TAGS if candidate.get(tag) is not None}

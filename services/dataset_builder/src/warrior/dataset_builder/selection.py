@@ -35,7 +35,8 @@ from warrior.common.embeddings import DEFAULT_MODEL, embedder
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
 NOT_SELECTED = "not_selected"
-DROP_REASONS = (EXACT_DUPLICATE, NEAR_DUPLICATE, NOT_SELECTED)
+NOT_VERIFIED = "not_verified"
+DROP_REASONS = (NOT_VERIFIED, EXACT_DUPLICATE, NEAR_DUPLICATE, NOT_SELECTED)
 
 # Cosine similarities of identical unit vectors can round to just under 1.0 in float32.
 _COSINE_SLACK = 1e-6
@@ -52,6 +53,8 @@ class SelectionConfig(BaseModel):
     near_dup_threshold: instruction-embedding cosine at or above which a later row is a near
     duplicate of an earlier one (None: no embedding-based deduplication; the campaign's screening
     already removes near-duplicate instructions by MinHash).
+    require_verified: drop every row whose winner does not pass all of its trusted tests (rows
+    judged by LLMs alone included), before anything else.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,11 +62,17 @@ class SelectionConfig(BaseModel):
     target_rows: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0)
     near_dup_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    require_verified: bool = False
 
     @classmethod
     def from_dataset_config(cls, dataset: DatasetConfig) -> SelectionConfig:
         """The selection settings of a campaign's `dataset` section."""
-        return cls(target_rows=dataset.target_rows, seed=dataset.seed, near_dup_threshold=dataset.near_dup_threshold)
+        return cls(
+            target_rows=dataset.target_rows,
+            seed=dataset.seed,
+            near_dup_threshold=dataset.near_dup_threshold,
+            require_verified=dataset.require_verified,
+        )
 
     def needs_embeddings(self, rows: int) -> bool:
         """Whether selecting from this many rows compares instructions by embedding at all."""
@@ -208,12 +217,17 @@ def select(
     if len(set(ids)) != len(ids):
         raise ValueError("rows must have distinct lineage.instruction_id values")
     dropped: dict[str, dict[str, Any]] = {}
+    if config.require_verified:
+        for pos, i in enumerate(order):
+            status = rows[i].get("lineage", {}).get("verification", {}).get("status")
+            if status != "verified":
+                dropped[ids[pos]] = {"reason": NOT_VERIFIED, "of": None, "status": status}
 
     exact = exact_duplicates([rows[i] for i in order])
     for pos, of in enumerate(exact):
-        if of is not None:
+        if of is not None and ids[pos] not in dropped:
             dropped[ids[pos]] = {"reason": EXACT_DUPLICATE, "of": ids[of]}
-    alive = [pos for pos, of in enumerate(exact) if of is None]
+    alive = [pos for pos, of in enumerate(exact) if of is None and ids[pos] not in dropped]
 
     compared = config.needs_embeddings(len(alive))
     if compared:

@@ -1,4 +1,6 @@
-"""One battle: every competitor answers the instruction, every uninvolved judge rules on every pair, both orders."""
+"""One battle: every competitor answers the instruction, the experts write its tests, the executor runs every
+answer against them, execution decides the pairs its trusted tests separate, and every uninvolved judge rules
+on the others in both orders."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from warrior.common.ids import content_hash
 from warrior.common.ledger import CallLedger
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
+from warrior.common.verification import merge_executions, pair_verdict
+from warrior.judge.execution import execution_record, not_executed, run_answers, unit_test_records
 from warrior.judge.prompts import VERDICT_CANDIDATES, VERDICT_PREFIX, answer_messages, judge_messages
+from warrior.judge.testgen import collect_tests, executable_reason, tests_messages
 from warrior.judge.verdicts import (
     VerdictParseError,
     combine_order_probs,
@@ -59,7 +64,7 @@ class BattleContext:
         return response
 
 
-def _answer(ctx: BattleContext, expert: str) -> dict[str, Any]:
+def answer(ctx: BattleContext, expert: str) -> dict[str, Any]:
     messages = answer_messages(ctx.instruction)
     sampling = ctx.config.answer_sampling.model_dump() | {
         "seed": int(content_hash(ctx.campaign, ctx.iid, expert, length=8), 16) or 1
@@ -71,6 +76,15 @@ def _answer(ctx: BattleContext, expert: str) -> dict[str, Any]:
         "finish_reason": response["finish_reason"],
         "revision": expert_model(ctx.rt.client, expert).revision,
     }
+
+
+def write_tests(ctx: BattleContext, expert: str) -> str:
+    """One expert's unit tests for the instruction, written without seeing any answer (greedy)."""
+    messages = tests_messages(ctx.instruction, ctx.config.tests.per_writer)
+    sampling = ctx.config.tests.sampling.model_dump() | {"seed": 1}
+    request = {"messages": messages, "sampling": sampling}
+    response = ctx.call(expert, "chat", request, lambda: ctx.rt.client.chat(expert, messages, sampling).to_dict())
+    return str(response["text"])
 
 
 def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: str) -> dict[str, Any]:
@@ -106,7 +120,7 @@ def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: s
     return {"verdict": parse_verdict(text), "text": text[-300:], "attempts": 2}
 
 
-def _judge_pair(ctx: BattleContext, judge: str, a: str, b: str, answers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def judge_pair(ctx: BattleContext, judge: str, a: str, b: str, answers: dict[str, dict[str, Any]]) -> dict[str, Any]:
     model = expert_model(ctx.rt.client, judge)
     mode = ctx.config.judge_mode
     if mode == "auto":
@@ -132,21 +146,45 @@ def _judge_pair(ctx: BattleContext, judge: str, a: str, b: str, answers: dict[st
     }
 
 
+def _execution_judgment(a: str, b: str, judges: list[str], winner: str | None, reason: str) -> dict[str, Any]:
+    """Execution's vote on a pair: it weighs as much as the judges it stands in for, so a pair counts the
+    same in the ratings whichever way it was decided."""
+    return {
+        "a": a,
+        "b": b,
+        "judge": "execution",
+        "source": "execution",
+        "winner": winner,
+        "votes": max(1, len(judges)),
+        "reason": reason,
+    }
+
+
 def _judge_all(
     ctx: BattleContext,
     plan: list[tuple[str, str, list[str]]],
     answers: dict[str, dict[str, Any]],
+    execution: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every judgment of the plan (skipping failed judges, with reasons) and the vote counts per pair."""
-    jobs = [
-        ((a, b, judge), _POOL.submit(_judge_pair, ctx, judge, a, b, answers))
-        for a, b, judges in plan
-        for judge in judges
-    ]
-    judgments = []
+    """Every judgment of the plan (skipping failed judges, with reasons) and the vote counts per pair.
+
+    With execution-first or execution-only verdicts, a pair the trusted tests separate is decided by
+    execution and no judge is asked; execution-only makes every other pair a tie.
+    """
+    verdict = ctx.config.verdict
+    judgments: list[dict[str, Any]] = []
+    jobs = []
+    for a, b, judges in plan:
+        decided = pair_verdict(execution, a, b) if execution and verdict != "llm-only" else None
+        if decided is not None:
+            judgments.append(_execution_judgment(a, b, judges, decided["winner"], decided["reason"]))
+        elif verdict == "execution-only":
+            judgments.append(_execution_judgment(a, b, judges, None, "the tests do not separate them"))
+        else:
+            jobs += [((a, b, judge), _POOL.submit(judge_pair, ctx, judge, a, b, answers)) for judge in judges]
     for (a, b, judge), future in jobs:
         try:
-            judgments.append(future.result())
+            judgments.append(future.result() | {"source": "llm", "votes": 1})
         except (*_CALL_ERRORS, VerdictParseError) as exc:
             ctx.state.fail(f"judge:{ctx.iid}:{a}|{b}:{judge}", f"{type(exc).__name__}: {exc}")
     pairs = []
@@ -156,9 +194,10 @@ def _judge_all(
             {
                 "a": a,
                 "b": b,
-                "votes_a": sum(1 for j in mine if j["winner"] == a),
-                "votes_b": sum(1 for j in mine if j["winner"] == b),
-                "ties": sum(1 for j in mine if j["winner"] is None),
+                "votes_a": sum(j["votes"] for j in mine if j["winner"] == a),
+                "votes_b": sum(j["votes"] for j in mine if j["winner"] == b),
+                "ties": sum(j["votes"] for j in mine if j["winner"] is None),
+                "source": "execution" if any(j["source"] == "execution" for j in mine) else "llm",
                 "judges": [j["judge"] for j in mine],
                 "judges_planned": judges,
             }
@@ -174,32 +213,54 @@ def _live(rt: Runtime, state: CampaignState, iid: str, roster: Sequence[str]) ->
     return live
 
 
-def run_battle(
-    rt: Runtime, campaign: str, iid: str, instruction: str, roster: Sequence[str], config: BattleConfig
-) -> dict[str, Any]:
-    """Answers, judgments and per-pair vote counts for one instruction.
+def _collect(ctx: BattleContext, futures: dict[str, Any], kind: str) -> dict[str, Any]:
+    out = {}
+    for name, future in futures.items():
+        try:
+            out[name] = future.result()
+        except _CALL_ERRORS as exc:
+            ctx.state.fail(f"{kind}:{ctx.iid}:{name}", str(exc))
+    return out
 
-    Competitors and judges are the roster's experts that are live now. An expert that fails to
-    answer leaves the battle; a judge that fails or whose verdict cannot be parsed is skipped; both
-    are recorded with their reasons, and the battle goes on with the rest.
+
+def run_battle(
+    rt: Runtime,
+    campaign: str,
+    iid: str,
+    instruction: str,
+    roster: Sequence[str],
+    config: BattleConfig,
+    *,
+    language: str = "Python",
+    category: str | None = None,
+) -> dict[str, Any]:
+    """Answers, tests, execution, judgments and per-pair vote counts for one instruction.
+
+    Competitors, test writers and judges are the roster's experts that are live now. An expert that
+    fails to answer leaves the battle; a test writer or judge that fails, or whose verdict cannot be
+    parsed, is skipped; all are recorded with their reasons, and the battle goes on with the rest.
     """
     state = CampaignState(rt.redis, campaign)
     ctx = BattleContext(rt, campaign, iid, instruction, config, state, CallLedger(rt.store, campaign))
     live = _live(rt, state, iid, roster)
-    answers: dict[str, dict[str, Any]] = {}
-    futures = {name: _POOL.submit(_answer, ctx, name) for name in live}
-    for name, future in futures.items():
-        try:
-            answers[name] = future.result()
-        except _CALL_ERRORS as exc:
-            state.fail(f"answer:{iid}:{name}", str(exc))
-    judgments, pairs = _judge_all(ctx, schedule(list(answers), live), answers)
+    reason = executable_reason(config.verdict, config.tests, language, category)
+    answering = {name: _POOL.submit(answer, ctx, name) for name in live}
+    writing = {name: _POOL.submit(write_tests, ctx, name) for name in live} if reason is None else {}
+    answers = _collect(ctx, answering, "answer")
+    if reason is None:
+        tests, writers = collect_tests(_collect(ctx, writing, "tests"), config.tests.per_writer)
+        records = unit_test_records(tests)
+        execution = execution_record(run_answers(rt, answers, records, config.tests), records, writers, language)
+    else:
+        execution = not_executed(reason, language)
+    judgments, pairs = _judge_all(ctx, schedule(list(answers), live), answers, execution)
     return {
         "id": iid,
         "campaign": campaign,
         "instruction": instruction,
         "competitors": sorted(answers),
         "answers": answers,
+        "execution": execution,
         "judgments": judgments,
         "pairs": pairs,
     }
@@ -220,17 +281,18 @@ def run_backfill(
     ctx = BattleContext(rt, campaign, iid, base["instruction"], config, state, CallLedger(rt.store, campaign))
     live = _live(rt, state, iid, roster)
     try:
-        mine = _answer(ctx, newcomer)
+        mine = answer(ctx, newcomer)
     except _CALL_ERRORS as exc:
         state.fail(f"answer:{iid}:{newcomer}", str(exc))
         return None
     answers = dict(base["answers"]) | {newcomer: mine}
+    execution, part_execution = _backfill_execution(rt, base, newcomer, mine, config)
     plan: list[tuple[str, str, list[str]]] = []
     for other in sorted(base["answers"]):
         if other != newcomer:
             a, b = sorted((newcomer, other))
             plan.append((a, b, sorted(j for j in live if j not in (a, b))))
-    judgments, pairs = _judge_all(ctx, plan, answers)
+    judgments, pairs = _judge_all(ctx, plan, answers, execution)
     return {
         "id": iid,
         "campaign": campaign,
@@ -238,6 +300,21 @@ def run_backfill(
         "newcomer": newcomer,
         "competitors": sorted(answers),
         "answers": {newcomer: mine},
+        "execution": part_execution,
         "judgments": judgments,
         "pairs": pairs,
     }
+
+
+def _backfill_execution(
+    rt: Runtime, base: dict[str, Any], newcomer: str, answer: dict[str, Any], config: BattleConfig
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The newcomer's answer run against the instruction's tests; returns (the merged execution the pairs
+    are decided with, the addendum's own part). Trust is recomputed over every answer, the newcomer's too."""
+    earlier = base.get("execution")
+    if not earlier or not earlier.get("executable"):
+        return earlier, None
+    ran = run_answers(rt, {newcomer: answer}, earlier["tests"], config.tests)
+    merged = merge_executions([earlier, ran])
+    assert merged is not None  # the base is executable
+    return merged, ran | {"trust": merged["trust"], "passes": merged["passes"]}

@@ -9,6 +9,7 @@ from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
+from warrior.common.verification import execution_stats
 from warrior.judge.battle import run_backfill, run_battle
 
 
@@ -35,8 +36,11 @@ def battle(rt: Runtime, campaign: str, iid: str) -> tuple[bool, list[str]]:
     try:
         record: dict[str, Any] = rt.store.get_json(key)  # an earlier delivery already recorded it
     except ObjectNotFound:
-        instruction = rt.store.get_json(f"runs/{campaign}/instructions/{iid}.json")["text"]
-        record = run_battle(rt, campaign, iid, instruction, current, config.battle)
+        instruction = rt.store.get_json(f"runs/{campaign}/instructions/{iid}.json")
+        language, category = _labels(rt, campaign, iid, instruction, config)
+        record = run_battle(
+            rt, campaign, iid, instruction["text"], current, config.battle, language=language, category=category
+        )
         if len(record["competitors"]) < config.battle.min_competitors:
             abandon(rt, campaign, iid, f"only {len(record['competitors'])} competitor(s) answered")
             return False, newcomers
@@ -65,6 +69,22 @@ def backfill(rt: Runtime, campaign: str, iid: str, newcomer: str) -> bool:
     return True
 
 
+def _screening_key(campaign: str, iid: str) -> str:
+    return f"runs/{campaign}/screening/{iid}.json"  # written by the instruction miner's screening
+
+
+def _labels(
+    rt: Runtime, campaign: str, iid: str, instruction: dict[str, Any], config: CampaignConfig
+) -> tuple[str, str | None]:
+    """The instruction's language and the category screening gave it (None before screening tagged any)."""
+    try:
+        screening = rt.store.get_json(_screening_key(campaign, iid))
+    except ObjectNotFound:
+        screening = {}
+    language = screening.get("language") or instruction.get("language") or config.languages[0]
+    return str(language), screening.get("category")
+
+
 def _record_stats(state: CampaignState, part: str, record: dict[str, Any]) -> None:
     pairs = record["pairs"]
     state.put(
@@ -75,6 +95,7 @@ def _record_stats(state: CampaignState, part: str, record: dict[str, Any]) -> No
             "votes": sum(p["votes_a"] + p["votes_b"] for p in pairs),
             "ties": sum(p["ties"] for p in pairs),
             "judgments": len(record["judgments"]),
+            "execution": execution_stats(record),
         },
     )
 

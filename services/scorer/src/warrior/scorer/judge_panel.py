@@ -57,6 +57,8 @@ def panel(
     for battle in battles:
         lengths = {name: len(a["text"]) for name, a in battle["answers"].items()}
         for j in battle["judgments"]:
+            if j.get("source", "llm") != "llm":
+                continue  # execution's verdicts are not a judge's: they have no order to flip
             s = stats[j["judge"]]
             s["judgments"] += 1
             forward, backward = order_verdict(j["forward"]), order_verdict(j["backward"])

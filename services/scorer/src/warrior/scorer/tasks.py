@@ -12,26 +12,45 @@ from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
 from warrior.common.runtime import Runtime
+from warrior.common.verification import passes
 from warrior.scorer import judge_panel
 from warrior.scorer.ratings import Outcome, Rating, rate
 from warrior.scorer.scores import final_scores, pick_winner
 
 
 def outcomes_of(battle: dict[str, Any], excluded: AbstractSet[str] = frozenset()) -> list[Outcome]:
-    """One outcome per judgment of a trusted judge (ties included)."""
+    """One outcome per vote of a trusted judge (ties included); execution's verdict on a pair carries as
+    many votes as the judges it stands in for."""
     out = []
     for j in battle["judgments"]:
         if j["judge"] in excluded:
             continue
         winner: Literal["a", "b", "tie"] = "tie" if j["winner"] is None else ("a" if j["winner"] == j["a"] else "b")
-        out.append(Outcome(j["a"], j["b"], winner))
+        out.extend([Outcome(j["a"], j["b"], winner)] * int(j.get("votes", 1)))
     return out
+
+
+def eligible(battle: dict[str, Any]) -> list[str]:
+    """The competitors that may win the instruction: with trusted tests, those passing the most of them.
+
+    The paper's winner is the best final score (rating blended with the local votes); here, when the
+    tests tell answers apart, an answer that passes fewer trusted tests cannot win on its author's
+    rating alone: the row's target must be the code that works best.
+    """
+    execution = battle.get("execution") or {}
+    competitors = list(battle["competitors"])
+    if not execution.get("executable") or not execution.get("trust", {}).get("trusted"):
+        return competitors
+    counts = passes({n: execution["matrix"].get(n, {}) for n in competitors}, execution["trust"]["trusted"])
+    best = max(counts.values(), default=0)
+    return [n for n in competitors if counts[n] == best] if best > 0 else competitors
 
 
 def winner_of(
     battle: dict[str, Any], ratings: dict[str, float], alpha: float, excluded: AbstractSet[str] = frozenset()
 ) -> dict[str, Any]:
-    """The final score of every competitor on this instruction and the winning one (METHOD section 5).
+    """The final score of every competitor on this instruction and the winning one (METHOD section 5),
+    among the competitors that pass the most trusted tests.
 
     Votes are counted from the judgments of trusted judges only.
     """
@@ -39,11 +58,12 @@ def winner_of(
     for j in battle["judgments"]:
         if j["judge"] in excluded or j["winner"] is None or (j["a"], j["b"]) not in pair_votes:
             continue
-        pair_votes[(j["a"], j["b"])][0 if j["winner"] == j["a"] else 1] += 1
+        pair_votes[(j["a"], j["b"])][0 if j["winner"] == j["a"] else 1] += int(j.get("votes", 1))
     scores = final_scores(
         battle["competitors"], ratings, {pair: (va, vb) for pair, (va, vb) in pair_votes.items()}, alpha=alpha
     )
-    return {"winner": pick_winner(scores), "scores": scores}
+    allowed = eligible(battle)
+    return {"winner": pick_winner({n: scores[n] for n in allowed}), "scores": scores, "eligible": allowed}
 
 
 def _ratings(
