@@ -109,16 +109,43 @@ class RatingConfig(_Strict):
     sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=256)
 
 
+class OnTopicConfig(_Strict):
+    """Drop a request that is not about programming (`off_topic`), before any rating call is spent on it.
+
+    The score (0-1) comes from sentence-embedding similarity to written descriptions of coding and
+    non-coding requests plus code-shaped words (warrior.instruction_miner.topic); `bench/topic.py`
+    measures it on a held-out set.
+    """
+
+    enabled: bool = True
+    min_score: float = Field(0.4, ge=0.0, le=1.0)  # keep at or above; leans to keeping borderline requests
+
+
 class ScreeningConfig(_Strict):
     decontamination: DecontaminationConfig = DecontaminationConfig()
     dedup_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     num_perm: int = Field(128, ge=16, le=1024)
     min_words: int = Field(5, ge=1, le=MAX_INT)
     max_chars: int = Field(2000, ge=20, le=MAX_INT)
+    on_topic: OnTopicConfig = OnTopicConfig()
     rating: RatingConfig = RatingConfig()
 
 
+class UnitTestsConfig(_Strict):
+    """Unit tests for each request, written by the experts and run against every answer in the executor."""
+
+    enabled: bool = True
+    per_writer: int = Field(5, ge=1, le=20)  # asserts kept from each writer
+    sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=384)
+    timeout_s: float = Field(5.0, gt=0.0, le=300.0)  # per run (an answer with one test)
+    memory_mb: int = Field(512, ge=64, le=65536)
+
+
 class BattleConfig(_Strict):
+    # execution-first: trusted tests decide the pairs they separate, LLM judges the rest;
+    # llm-only: the paper's judging alone; execution-only: pairs the tests do not separate are ties.
+    verdict: Literal["execution-first", "llm-only", "execution-only"] = "execution-first"
+    tests: UnitTestsConfig = UnitTestsConfig()
     answer_sampling: Sampling = Sampling(temperature=1.0, top_p=0.95, max_tokens=512)
     judge_mode: Literal["auto", "text", "logprobs"] = "auto"
     judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
@@ -144,6 +171,8 @@ class DatasetConfig(_Strict):
     # Winners whose instructions embed closer than this are near-duplicates (None: exact duplicates only;
     # screening's MinHash index already removed near-duplicate requests).
     near_dup_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    # Keep only rows whose winner passes every trusted test (rows judged by LLMs alone go too).
+    require_verified: bool = False
 
 
 class MatchmakingConfig(_Strict):
