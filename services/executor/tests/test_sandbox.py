@@ -10,7 +10,9 @@ caller to be root, as the executor runs in these tests.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from warrior.executor import sandbox
 from warrior.executor.sandbox import STATUSES, SandboxResult, run
 
 SECRET = "fake-secret-7f3a9c1e-do-not-leak"
@@ -227,6 +230,51 @@ def test_many_threads_can_run_programs_at_once() -> None:
     assert [int(r.stdout.split()[0]) for r in results] == list(range(10))
     if os.geteuid() == 0:
         assert all(int(r.stdout.split()[1]) != 0 for r in results)
+
+
+def test_a_uid_whose_last_run_was_cut_short_is_swept_before_it_is_used_again() -> None:
+    """A run that ends normally leaves its uid marked clean, so the next run of it skips the sweep
+    before it starts; a uid whose holder died mid-run is left dirty, and the next run that takes it
+    first kills what that run left running and removes its files."""
+    _require_root()
+    run("pass\n")
+    uid, clean = sandbox._IDENTITIES.acquire()
+    assert clean, "a uid released after a normal run is clean"
+    leftover = subprocess.Popen(["sleep", "60"], user=uid, group=uid, start_new_session=True)
+    stray = Path(tempfile.gettempdir()) / f"warrior-stray-{uuid.uuid4().hex}"
+    stray.write_text("left behind")
+    os.chown(stray, uid, uid)
+    try:
+        sandbox._IDENTITIES.release(uid, clean=False)  # as if its holder had died mid-run
+        # The next acquisition takes this uid again.
+        identities = sandbox._IDENTITIES
+        candidates, _ = identities._setup()
+        identities._next = candidates.index(uid)
+        # What the program sees (layers that would hide /proc and the file off): the sweep came first.
+        probe = (
+            "import os\n"
+            "def state(pid):\n"
+            "    try:\n"
+            "        with open(f'/proc/{pid}/status') as handle:\n"
+            "            return next(line.split()[1] for line in handle if line.startswith('State:'))\n"
+            "    except OSError:\n"
+            "        return 'gone'\n"
+            f"print(os.getuid(), state({leftover.pid}), os.path.exists({str(stray)!r}))\n"
+        )
+        result = run(probe, audit_hook=False, kernel_confinement=False)
+        seen_uid, seen_state, seen_file = result.stdout.split()
+        assert int(seen_uid) == uid and seen_state in ("Z", "gone") and seen_file == "False", result
+        leftover.wait(timeout=5)
+        assert leftover.returncode == -signal.SIGKILL
+        assert not stray.exists()
+        identities._next = candidates.index(uid)
+        assert identities.acquire() == (uid, True)
+        identities.release(uid, clean=True)
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait()
+        stray.unlink(missing_ok=True)
 
 
 # The kernel-enforced layers on their own (audit hook off).

@@ -38,7 +38,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Layers", "available", "landlock_abi", "landlock_ruleset", "protect_caller", "seccomp_filter"]
+__all__ = [
+    "Layers",
+    "PackedFilter",
+    "available",
+    "landlock_abi",
+    "landlock_ruleset",
+    "packed_filter",
+    "protect_caller",
+    "seccomp_filter",
+]
 
 # --- seccomp -------------------------------------------------------------------------------------
 
@@ -174,6 +183,31 @@ def pack_filter(program: list[list[Any]], pid: int) -> bytes:
     return b"".join(struct.pack("=HBBI", code, jt, jf, fill.get(k, k)) for code, jt, jf, k in program)
 
 
+@dataclass(frozen=True)
+class PackedFilter:
+    """This host's filter as struct sock_filter[], with zeros where the program's pid (`pid_offsets`)
+    and its negation (`neg_pid_offsets`) go: 4 bytes each, in native byte order."""
+
+    raw: bytes
+    pid_offsets: tuple[int, ...]
+    neg_pid_offsets: tuple[int, ...]
+
+
+@functools.cache
+def packed_filter() -> PackedFilter | None:
+    """The filter for this machine, packed once: the sandbox's child fills in its pid without
+    importing anything. None on an architecture this module has no system call table for."""
+    program = seccomp_filter()
+    if program is None:
+        return None
+    # k is the last field of each 8-byte instruction (=HBBI: 2 + 1 + 1 bytes before it).
+    offsets: dict[str, list[int]] = {PID: [], NEG_PID: []}
+    for index, (_, _, _, k) in enumerate(program):
+        if k in offsets:
+            offsets[k].append(8 * index + 4)
+    return PackedFilter(pack_filter(program, 0), tuple(offsets[PID]), tuple(offsets[NEG_PID]))
+
+
 # --- Landlock ------------------------------------------------------------------------------------
 
 _SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture
@@ -284,31 +318,44 @@ def landlock_ruleset(directory: str) -> int | None:
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
     try:
-        rules: dict[str, int] = {}
-        for path in (*_SYSTEM_READABLE, *_interpreter_paths()):
-            rules[os.path.realpath(path)] = rules.get(os.path.realpath(path), 0) | _READ_ONLY
-        for path in _DEVICES_READABLE:
-            rules[path] = _FS_READ_FILE
-        for path in _DEVICES_WRITABLE:
-            rules[path] = _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
-        rules[os.path.realpath(directory)] = fs_rights
-        for path, wanted in rules.items():
-            _add_rule(libc, ruleset, path, wanted & fs_rights, abi)
+        for path, rights in _system_rules(abi):
+            _add_rule(libc, ruleset, path, rights)
+        _add_rule(libc, ruleset, os.path.realpath(directory), fs_rights)
     except BaseException:
         os.close(ruleset)
         raise
     return ruleset
 
 
-def _add_rule(libc: Any, ruleset: int, path: str, wanted: int, abi: int) -> None:
+@functools.cache
+def _system_rules(abi: int) -> tuple[tuple[str, int], ...]:
+    """The rules every ruleset holds (the system, the interpreter, a few devices), resolved once per
+    process: each existing path with the rights a rule on it may carry. Only the directory differs."""
+    fs_rights = _fs_rights(abi)
+    wanted: dict[str, int] = {}
+    for path in (*_SYSTEM_READABLE, *_interpreter_paths()):
+        resolved = os.path.realpath(path)
+        wanted[resolved] = wanted.get(resolved, 0) | _READ_ONLY
+    for path in _DEVICES_READABLE:
+        wanted[path] = _FS_READ_FILE
+    for path in _DEVICES_WRITABLE:
+        wanted[path] = _FS_READ_FILE | _FS_WRITE_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
+    rules = []
+    for path, rights in wanted.items():
+        if not os.path.exists(path):
+            continue  # not on this host
+        rights &= fs_rights if os.path.isdir(path) else _file_rights(abi, fs_rights)
+        if rights:
+            rules.append((path, rights))
+    return tuple(rules)
+
+
+def _add_rule(libc: Any, ruleset: int, path: str, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
-        return  # not on this host
+        return  # not on this host (any more)
     try:
-        rights = wanted if os.path.isdir(path) else _file_rights(abi, wanted)
-        if not rights:
-            return
         rule = _PathBeneathAttr(rights, fd)
         result = libc.syscall(
             ctypes.c_long(_SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset), ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),

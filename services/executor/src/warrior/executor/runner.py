@@ -44,7 +44,7 @@ __all__ = [
 
 # The most a program may ask for: a chunk of them must finish well inside the broker's visibility timeout.
 MAX_TIMEOUT_S = 600.0
-MAX_MEMORY_MB = 16_384
+MAX_MEMORY_MB = 4_096
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import fcntl
 import grp
-import json
+import marshal
 import math
 import os
 import pwd
@@ -86,19 +86,21 @@ _UID_COUNT = 256
 _DRAIN_S = 1.0
 _FALLBACK_POLL_S = 0.02
 
-# The child's bootstrap: run as `python -I -S -B -u -c _BOOTSTRAP <config json>`. It isolates the
-# network, sets the limits, drops privileges, installs the audit hook, and only then compiles and
-# executes the program in a fresh `__main__` module.
+# The child's bootstrap: run as `python -I -S -B -u -c _BOOTSTRAP <config>`, the config marshalled and
+# hex-encoded (marshal is built into the interpreter: importing json would cost more than the rest of
+# the bootstrap). It isolates the network, sets the limits, drops privileges, installs the kernel
+# confinement and the audit hook, and only then compiles and executes the program in a fresh
+# `__main__` module.
 _BOOTSTRAP = r"""
 import os
 import sys
 
 
 def _boot():
-    import json
+    import marshal
     import resource
 
-    cfg = json.loads(sys.argv[1])
+    cfg = marshal.loads(bytes.fromhex(sys.argv[1]))
     tag = cfg["tag"].encode()
     directory = cfg["dir"]
 
@@ -201,12 +203,13 @@ def _boot():
             setup_failed("landlock_restrict_self: %s" % os.strerror(ctypes.get_errno()))
         os.close(cfg["landlock_fd"])
     if cfg["seccomp"] is not None:
-        import struct
-
+        # The packed filter with this process's pid written where the parent left room for it.
+        raw = bytearray(bytes.fromhex(cfg["seccomp"]))
         pid = os.getpid()
-        fill = {"pid": pid & 0xFFFFFFFF, "-pid": (-pid) & 0xFFFFFFFF}
-        raw = b"".join(struct.pack("=HBBI", c, jt, jf, fill.get(k, k)) for c, jt, jf, k in cfg["seccomp"])
-        buffer = ctypes.create_string_buffer(raw, len(raw))
+        for key, value in (("seccomp_pid", pid), ("seccomp_neg_pid", -pid)):
+            for offset in cfg[key]:
+                raw[offset:offset + 4] = (value & 0xFFFFFFFF).to_bytes(4, sys.byteorder)
+        buffer = ctypes.create_string_buffer(bytes(raw), len(raw))
 
         class Program(ctypes.Structure):
             _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
@@ -539,6 +542,10 @@ class _Identities:
     sessions) never share one either; the kernel releases the lock if its holder dies. Uids are
     tried in rotation: the processes of a finished run are killed, but zombies count against
     RLIMIT_NPROC until init reaps them, so a uid rests before it is used again.
+
+    The lock file also says whether the uid was left clean: its holder writes "clean" there only
+    after it saw no process of the uid left and removed the uid's files, and "dirty" as it takes it.
+    A uid found clean needs no sweep before its next run; one whose holder died mid-run does.
     """
 
     def __init__(self, base: int, count: int) -> None:
@@ -571,33 +578,47 @@ class _Identities:
             self._candidates = candidates
         return self._candidates, self._directory
 
-    def _try(self, uid: int, directory: str) -> bool:
+    def _try(self, uid: int, directory: str) -> bool | None:
+        """Whether the uid was left clean, once it is held; None when another run holds it."""
         path = os.path.join(directory, f"uid-{uid}.lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            clean = os.pread(fd, len(_CLEAN), 0) == _CLEAN
+            os.pwrite(fd, _DIRTY, 0)
         except OSError:
             os.close(fd)
-            return False
+            return None
         self._held[uid] = fd
-        return True
+        return clean
 
-    def acquire(self) -> int:
-        """A uid no other run on this host is using; waits while all of them are."""
+    def acquire(self) -> tuple[int, bool]:
+        """A uid no other run on this host is using (waits while all of them are), and whether its
+        last holder left it clean."""
         while True:
             with self._lock:
                 candidates, directory = self._setup()
                 for step in range(len(candidates)):
                     uid = candidates[(self._next + step) % len(candidates)]
-                    if uid not in self._held and self._try(uid, directory):
+                    if uid in self._held:
+                        continue
+                    clean = self._try(uid, directory)
+                    if clean is not None:
                         self._next = (self._next + step + 1) % len(candidates)
-                        return uid
+                        return uid, clean
             time.sleep(0.05)
 
-    def release(self, uid: int) -> None:
+    def release(self, uid: int, *, clean: bool) -> None:
+        """Let the uid go; `clean` when no process or file of it is left."""
         with self._lock:
             fd = self._held.pop(uid)
-        os.close(fd)  # closing the descriptor drops the flock
+        try:
+            if clean:
+                os.pwrite(fd, _CLEAN, 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing the descriptor drops the flock
 
 
 def _lock_directory() -> str:
@@ -614,6 +635,8 @@ def _lock_directory() -> str:
     return directory
 
 
+_CLEAN = b"clean"
+_DIRTY = b"dirty"
 _IDENTITIES = _Identities(_UID_BASE, _UID_COUNT)
 
 
@@ -653,18 +676,71 @@ def _processes(uid: int) -> dict[int, int]:
     return found
 
 
-def _kill_identity(uid: int) -> None:
-    """SIGKILL every process running as `uid` until none is left (a fork loop cannot outrun it)."""
+def _live(pgid: int | None, uid: int | None) -> tuple[bool, list[int]]:
+    """One pass over /proc: whether a live process (not a zombie) of group `pgid` or running as
+    `uid` (real, effective, saved or filesystem uid) is there, and the pids of those running as `uid`."""
+    found, by_uid = False, list[int]()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found, by_uid
+    wanted_uid = str(uid).encode() if uid is not None else None
+    wanted_group = str(pgid).encode() if pgid is not None else None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as handle:
+                status = handle.read()
+        except OSError:
+            continue
+        state = _status_field(status, b"State").split()
+        if state and state[0] in (b"Z", b"X"):
+            continue
+        if wanted_uid is not None and wanted_uid in _status_field(status, b"Uid").split():
+            found = True
+            by_uid.append(int(name))
+        elif wanted_group is not None and _group_of(name, status) == wanted_group:
+            found = True
+    return found, by_uid
+
+
+def _group_of(pid: str, status: bytes) -> bytes:
+    """The process group of a process, from its status (NSpgid, Linux 4.1+) or else its stat."""
+    group = _status_field(status, b"NSpgid").split()
+    if group:
+        return group[0]
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return b""
+    return fields[2] if len(fields) > 2 else b""
+
+
+def _sweep(pgid: int | None, uid: int | None) -> bool:
+    """SIGKILL process group `pgid` and every process running as `uid` (either may be None) until no
+    live one is left; True once none is. A member forking while the group is killed cannot leave a
+    child behind (with the seccomp filter no member can leave the group), nor can a fork loop of the
+    uid outrun it. Processes are killed by pid only when they run as the run's own uid, so a reused
+    pid is never someone else's process; the group is killed as a whole."""
     for _ in range(100):
-        pids = list(_processes(uid))
-        if not pids:
-            return
+        if pgid is not None:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                if uid is None:
+                    return True  # nothing left in the group, not even its unreaped leader
+        alive, pids = _live(pgid, uid)
+        if not alive:
+            return True
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
         time.sleep(0.005)
+    return False
 
 
 # World-writable directories where a program running as the run's uid can leave files that outlive
@@ -697,38 +773,6 @@ def _remove_identity_files(uid: int) -> None:
                         pass
             elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < 3:
                 pending.append((entry.path, depth + 1))
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL the process group until no live member is left: a member forking while the group is
-    killed cannot leave a child behind (with the seccomp filter no member can leave the group)."""
-    for _ in range(100):
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            return  # nothing left in the group
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.005)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group `pgid` other than a zombie is still there."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return False
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
 
 
 def _remove_tree(path: str) -> None:
@@ -948,7 +992,9 @@ def run(
     tag = f"[warrior-sandbox {secrets.token_hex(8)}] "
     confinement.protect_caller()
     layers = confinement.available()
-    uid = _IDENTITIES.acquire() if os.geteuid() == 0 else None
+    # `clean`: no process or file of the run's uid is left (as its last holder left it, at first).
+    uid, clean = _IDENTITIES.acquire() if os.geteuid() == 0 else (None, False)
+    swept = False
     directory: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     ruleset: int | None = None
@@ -956,8 +1002,9 @@ def run(
     try:
         directory = tempfile.mkdtemp(prefix="warrior-sandbox-")
         if uid is not None:
-            _kill_identity(uid)  # leftovers of an earlier caller that died mid-run
-            _remove_identity_files(uid)
+            if not clean:  # leftovers of an earlier caller that died mid-run
+                clean = _sweep(None, uid)
+                _remove_identity_files(uid)
             os.chown(directory, uid, uid)
             processes = max_processes
         else:
@@ -977,6 +1024,7 @@ def run(
             except OSError as exc:
                 detail = f"cannot build the Landlock rules: {exc}"
                 return SandboxResult(False, "error", "sandbox setup", None, "", detail, 0.0)
+        seccomp = confinement.packed_filter() if kernel_confinement and layers.seccomp else None
         config = {
             "tag": tag,
             "dir": directory,
@@ -991,11 +1039,14 @@ def run(
             "isolate_network": isolate_network,
             "audit": audit_hook,
             "landlock_fd": ruleset,
-            "seccomp": confinement.seccomp_filter() if kernel_confinement and layers.seccomp else None,
+            "seccomp": seccomp.raw.hex() if seccomp is not None else None,
+            "seccomp_pid": list(seccomp.pid_offsets) if seccomp is not None else [],
+            "seccomp_neg_pid": list(seccomp.neg_pid_offsets) if seccomp is not None else [],
             "blocked_exit": _BLOCKED_EXIT,
             "setup_exit": _SETUP_EXIT,
         }
-        argv = [sys.executable, "-I", "-S", "-B", "-u", "-X", "utf8", "-c", _BOOTSTRAP, json.dumps(config)]
+        argv = [sys.executable, "-I", "-S", "-B", "-u", "-X", "utf8", "-c", _BOOTSTRAP, marshal.dumps(config).hex()]
+        clean = False  # from here on a process of the uid may run
         try:
             proc = subprocess.Popen(
                 argv,
@@ -1018,9 +1069,7 @@ def run(
             stopped = _collect(proc, started + timeout_s, out, err, max_output_bytes)
         finally:
             # The leader is not reaped yet, so its pid still names this group and nothing else.
-            _kill_group(proc.pid)
-            if uid is not None:
-                _kill_identity(uid)
+            swept = _sweep(proc.pid, uid)
         _drain(proc, out, err, max_output_bytes)
         returncode, cpu_s = _reap(proc)
         duration = time.monotonic() - started
@@ -1049,16 +1098,15 @@ def run(
             os.close(ruleset)
         if proc is not None:
             if proc.returncode is None:  # interrupted before the normal end: stop everything anyway
-                _kill_group(proc.pid)
-                if uid is not None:
-                    _kill_identity(uid)
+                swept = _sweep(proc.pid, uid)
                 _reap(proc)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
         if uid is not None and proc is not None:
             _remove_identity_files(uid)  # the run's own directory among them
+            clean = swept
         if directory is not None:
             _remove_tree(directory)
         if uid is not None:
-            _IDENTITIES.release(uid)
+            _IDENTITIES.release(uid, clean=clean)
