@@ -4,6 +4,7 @@ result."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -57,6 +58,23 @@ def test_a_batch_runs_in_the_service_in_chunks_and_comes_back_in_order(
     assert len(_keys(client, "warrior:deliveries:*") - deliveries) == 3
     assert _keys(client, "celery-task-meta-*") == stored
     assert QueueExecutor(executor_worker.app).run_many([]) == []
+
+
+def test_one_queue_executor_serves_many_threads_at_once(executor_worker: Any, no_local_sandbox: None) -> None:
+    """A threaded worker (the judge's) shares one QueueExecutor: each thread gets its own results."""
+    executor = QueueExecutor(executor_worker.app, chunk=3, timeout_s=60)
+    out: dict[int, list[str]] = {}
+
+    def batch(thread: int) -> None:
+        results = executor.run_many([Program(f"print({thread}, {i})\n") for i in range(5)])
+        out[thread] = [r.stdout for r in results]
+
+    threads = [threading.Thread(target=batch, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert out == {t: [f"{t} {i}\n" for i in range(5)] for t in range(4)}
 
 
 def test_results_are_the_ones_the_sandbox_gives(executor_worker: Any) -> None:
