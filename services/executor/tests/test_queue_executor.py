@@ -4,9 +4,13 @@ result."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +79,44 @@ def test_one_queue_executor_serves_many_threads_at_once(executor_worker: Any, no
     for thread in threads:
         thread.join(timeout=120)
     assert out == {t: [f"{t} {i}\n" for i in range(5)] for t in range(4)}
+
+
+RELAY_APP = """
+from warrior.common.celery_app import make_celery
+from warrior.executor.runner import Program, QueueExecutor
+
+app = make_celery("relay-test")
+
+
+@app.task(name="relay_test.run", bind=True)
+def relay(self, source):
+    [result] = QueueExecutor(app, timeout_s=60).run_many([Program(source)])
+    return result.stdout
+"""
+
+
+def test_a_task_of_another_worker_waits_for_its_programs(executor_worker: Any, tmp_path: Path) -> None:
+    """As the trainer's evaluation and the judge's battles do: a task that sends programs to the
+    executor service and waits for them inside its own worker (a solo pool, the trainer's)."""
+    (tmp_path / "relay_app.py").write_text(RELAY_APP)
+    env = os.environ | {
+        "REDIS_URL": executor_worker.redis_url,
+        "PYTHONPATH": str(tmp_path),
+        "WARRIOR_HOME": str(tmp_path / "home"),
+        "WARRIOR_STORE_URL": f"file://{tmp_path / 'store'}",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "relay_app", "worker", "-P", "solo", "-Q", "relay-test",
+            "-n", f"relay-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]  # fmt: skip
+    log = tmp_path / "relay.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        sent = executor_worker.app.send_task("relay_test.run", args=["print('relayed')\n"], queue="relay-test")
+        assert sent.get(timeout=90) == "relayed\n", log.read_text()[-3000:]
+        sent.forget()
+    finally:
+        worker.terminate()
+        worker.wait(30)
 
 
 def test_results_are_the_ones_the_sandbox_gives(executor_worker: Any) -> None:
