@@ -255,6 +255,7 @@ def test_mbpp_set_never_holds_the_test_split(mbpp_path: str, tmp_path: Path) -> 
     again, _ = load_set(None, size=5, seed=7, cache_dir=tmp_path)
     assert again == chosen  # seeded
     assert subset(chosen, 2, 0) == subset(chosen, 2, 0) != subset(chosen, 2, 3)
+    assert set(subset(chosen, 2, 1)) < set(subset(chosen, 4, 1))  # a larger subset extends a smaller one
 
 
 def test_a_calibration_request_is_dropped_by_decontamination(warrior_env: dict[str, str], mbpp_path: str) -> None:

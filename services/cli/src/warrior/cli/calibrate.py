@@ -226,7 +226,9 @@ def subset(items: Sequence[CalibrationItem], size: int | None, seed: int) -> lis
         return list(items)
     if size < 1:
         raise SetFileError(f"--size must be at least 1, got {size}")
-    chosen = set(random.Random(seed).sample(range(len(items)), size))
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    chosen = set(order[:size])  # a larger size extends a smaller one of the same seed
     return [item for i, item in enumerate(items) if i in chosen]
 
 
@@ -397,7 +399,7 @@ def summarize(items: Sequence[Mapping[str, Any]], experts: Sequence[str]) -> dic
         "verdicts": sources,
         "per_expert": per_expert,
         "ranking": {
-            "ground_truth": _ranking(per_expert, "pass_rate"),
+            "ground_truth": _ranking(per_expert, "pass_rate", "gt_tests_passed"),
             "combined": _ranking(per_expert, "combined_win_rate"),
         },
     }
@@ -408,8 +410,9 @@ def _passes_all(ground_truth: Mapping[str, Any], name: str) -> bool:
     return total > 0 and ground_truth["passed"].get(name, 0) == total
 
 
-def _ranking(per_expert: Mapping[str, Mapping[str, Any]], key: str) -> list[str]:
-    return sorted(per_expert, key=lambda n: (-(per_expert[n][key] or 0.0), n))
+def _ranking(per_expert: Mapping[str, Mapping[str, Any]], *keys: str) -> list[str]:
+    """Best first by the keys in turn (a missing figure counts as 0), then by name."""
+    return sorted(per_expert, key=lambda n: (*(-(per_expert[n][k] or 0.0) for k in keys), n))
 
 
 # -- running it -------------------------------------------------------------------------------
