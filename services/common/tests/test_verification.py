@@ -156,12 +156,24 @@ def test_code_that_crashes_loses_to_code_that_runs_even_without_trusted_tests():
     assert decided is not None and decided["winner"] == "a" and "crashes" in decided["reason"]
 
 
-def test_prose_against_code_is_left_to_the_judges_without_trusted_tests():
+def test_prose_against_code_is_left_to_the_judges_when_nobody_wrote_tests():
     execution = _execution(
-        {"a": {"t0": "error", "t1": "error"}, "b": {"t0": "error", "t1": "error"}},
+        {"a": {}, "b": {}},
         {"a": {"reason": "fenced", "load": "passed"}, "b": {"reason": "no_code", "load": None}},
+        tests=(),
     )
     assert pair_verdict(execution, "a", "b") is None
+
+
+def test_a_missing_answer_loses_to_code_that_runs_when_the_request_asks_for_code():
+    # Tests were written (none trusted): the request asks for a function; prose cannot satisfy it.
+    execution = _execution(
+        {"a": {"t0": "failed", "t1": "error"}, "b": {"t0": "error", "t1": "error"}},
+        {"a": {"reason": "fenced", "load": "passed"}, "b": {"reason": "no_code", "load": None}},
+    )
+    assert execution["trust"]["trusted"] == []
+    decided = pair_verdict(execution, "a", "b")
+    assert decided is not None and decided["winner"] == "a" and "missing" in decided["reason"]
 
 
 def test_equal_pass_counts_are_left_to_the_judges():

@@ -68,3 +68,30 @@ def test_kappa() -> None:
     assert cohen_kappa([("first", "first"), ("first", "first")]) is None  # chance agreement is total
     value = cohen_kappa([("first", "second"), ("second", "first")])
     assert value is not None and value < 0
+
+
+def test_a_small_but_conclusive_sample_of_flips_excludes_a_judge() -> None:
+    from warrior.scorer.judge_panel import panel, wilson_lower
+
+    assert wilson_lower(4, 4) > 0.5 > wilson_lower(3, 3)
+
+    def battle(i: int, judged: int) -> dict:
+        return {
+            "id": f"i{i}",
+            "answers": {"x": {"text": "a"}, "y": {"text": "bb"}},
+            "judgments": [
+                {
+                    "a": "x",
+                    "b": "y",
+                    "judge": f"j{judged}",
+                    "winner": None,
+                    "forward": {"verdict": "A"},
+                    "backward": {"verdict": "A"},
+                }  # fmt: skip
+            ],
+        }
+
+    four = panel([battle(i, 4) for i in range(4)], max_flip_rate=0.5, min_judgments=5)
+    assert four["j4"]["trusted"] is False and "flip rate 1.00" in four["j4"]["reason"]
+    three = panel([battle(i, 3) for i in range(3)], max_flip_rate=0.5, min_judgments=5)
+    assert three["j3"]["trusted"] is True  # 3 in 3 could still be chance

@@ -158,7 +158,8 @@ class ScoringConfig(_Strict):
     alpha: float = Field(0.7, ge=0.0, le=1.0)
     # Judges whose two orders disagree more often than this are excluded from final ratings and winners.
     max_flip_rate: float = Field(0.5, ge=0.0, le=1.0)
-    min_judge_judgments: int = Field(5, ge=1, le=MAX_INT)  # judgments needed before a judge can be excluded
+    # Judgments needed before a judge can be excluded, unless fewer already show it conclusively.
+    min_judge_judgments: int = Field(5, ge=1, le=MAX_INT)
     bootstrap_rounds: int = Field(200, ge=0, le=10_000)
     seed: int = Field(0, ge=0, le=MAX_INT)
 

@@ -9,8 +9,9 @@ consensus is ambiguous and every passable test stays trusted (the counts then ra
 the answers, and LLM judges decide).
 
 A pair of answers is decided by execution when the trusted tests separate them (one passes
-strictly more), or, failing that, when one answer's code does not parse or crashes as it loads
-while the other's runs. Everything else goes to the LLM judges.
+strictly more), or, failing that, when one answer's code does not parse, crashes as it loads or is
+missing (where the experts wrote tests for the request, so it asks for code) while the other's
+runs. Everything else goes to the LLM judges.
 """
 
 from __future__ import annotations
@@ -125,10 +126,12 @@ def pair_verdict(execution: Mapping[str, Any], a: str, b: str) -> dict[str, Any]
                 "reason": f"passes {counts[winner]}/{len(trusted)} trusted tests, {loser} {counts[loser]}",
             }
     runs = {n: code[n].get("load") == "passed" for n in (a, b)}
-    # Code that does not parse or crashes against code that runs; an answer without any code is not
-    # judged this way unless there are trusted tests (a request may be answered in prose).
+    # Code that does not parse or crashes against code that runs. An answer without any code is
+    # judged this way only when the request asks for code: the experts wrote tests that call a
+    # function for it (a request answered in prose gets no tests, and its category is not run).
     has_code = {n: code[n].get("reason") != "no_code" for n in (a, b)}
-    if runs[a] != runs[b] and (trusted or (has_code[a] and has_code[b])):
+    wants_code = bool(trusted or execution.get("tests"))
+    if runs[a] != runs[b] and (wants_code or (has_code[a] and has_code[b])):
         winner = a if runs[a] else b
         loser = b if winner == a else a
         return {"winner": winner, "reason": f"{loser}'s code {_load_failure(code[loser])}; {winner}'s runs"}

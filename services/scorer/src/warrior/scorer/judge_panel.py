@@ -7,12 +7,15 @@ Per judge, over all its judgments (each one pair on one instruction, asked in bo
 - longer-answer preference: share of its decisive votes that went to the longer answer;
 - agreement: Cohen's kappa between its final votes and other judges' votes on the same pair and
   instruction (None when no other judge saw the same items).
-A judge whose flip rate exceeds the limit (with enough judgments to tell) is excluded: its votes
-no longer count towards ratings or winners, and the panel says why.
+A judge whose flip rate exceeds the limit is excluded once there are enough judgments to tell
+(`min_judgments`), or before that when the evidence is already conclusive (the lower end of the
+95% Wilson interval of its flip rate is above the limit: 4 flips in 4 judgments is): its votes no
+longer count towards ratings or winners, and the panel says why.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +48,16 @@ def cohen_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
     if expected >= 1.0:
         return None
     return (observed - expected) / (1.0 - expected)
+
+
+def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
+    """The lower end of the Wilson score interval of a proportion (0 for no trials)."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
 
 
 def panel(
@@ -82,7 +95,11 @@ def panel(
             if other != judge
         ]
         flip_rate = s["flips"] / s["judgments"] if s["judgments"] else 0.0
-        excluded = s["judgments"] >= min_judgments and flip_rate > max_flip_rate
+        # Enough judgments to tell, or fewer whose evidence is already conclusive: even the lower
+        # end of the 95% Wilson interval of its flip rate is above the limit (4 flips in 4 is).
+        excluded = flip_rate > max_flip_rate and (
+            s["judgments"] >= min_judgments or wilson_lower(s["flips"], s["judgments"]) > max_flip_rate
+        )
         kappa = cohen_kappa(agreement)
         out[judge] = {
             "judgments": s["judgments"],
