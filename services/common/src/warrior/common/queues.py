@@ -29,8 +29,6 @@ TASK_TRAIN: Final = "warrior.train"
 TASK_EVALUATE: Final = "warrior.evaluate"
 # A chunk of programs run in the executor's sandbox; its results come back through the result backend.
 TASK_RUN_PROGRAMS: Final = "warrior.run_programs"
-# The battle stage that runs answers against tests in the executor service.
-TASK_EXECUTE: Final = "warrior.execute"
 
 PRIORITY_NEWCOMER: Final = 0
 PRIORITY_DEFAULT: Final = 5
@@ -48,7 +46,6 @@ TASK_QUEUES: Final = {
     TASK_TRAIN: TRAIN,
     TASK_EVALUATE: TRAIN,
     TASK_RUN_PROGRAMS: EXECUTE,
-    TASK_EXECUTE: EXECUTE,
 }
 
 # Which service's worker consumes which queues (one worker process per service in the local stack).

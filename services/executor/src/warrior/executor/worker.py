@@ -66,8 +66,3 @@ def run_programs(self: Task, programs: list[dict[str, Any]]) -> list[dict[str, A
     parsed = [Program.from_dict(program) for program in programs]
     return [result.to_dict() for result in local.run_many(parsed)]
 
-
-# ---------------------------------------------------------------------------------------------------
-# The battle stage `warrior.execute` (queues.TASK_EXECUTE) is registered here, from
-# `warrior.executor.stage`; nothing else of this file depends on it.
-# ---------------------------------------------------------------------------------------------------
