@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo calibrate flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -105,6 +105,13 @@ bench-topic: ## on-topic screening on the held-out set: precision/recall, confus
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
+
+# Judge calibration on the demo models: N items of MBPP's prompt/validation/train splits, about 20 minutes on
+# 2 cores. `warrior down` runs however calibrate ends; a stack already up is left alone (`up` refuses).
+CALIBRATE_SIZE ?= 24
+calibrate: ## how right the verdicts are (each judge, LLM panel, execution, both) on held-out MBPP; table + bench/results/calibration.json
+	@set -e; $(BIN)/warrior up --config configs/demo.yaml; trap '$(BIN)/warrior down' EXIT; \
+	  $(BIN)/warrior calibrate --config configs/demo.yaml --size $(CALIBRATE_SIZE) --out bench/results/calibration.json
 
 hostile: ## hostile programs through the executor's sandbox (as root for the kernel layers); table + bench/results/hostile.json
 	$(PY) scripts/hostile_report.py --json bench/results/hostile.json
