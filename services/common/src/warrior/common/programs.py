@@ -200,12 +200,17 @@ def parse_tests(text: str, writer: str, *, limit: int = MAX_TESTS_PER_WRITER) ->
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        # Keep what parses line by line: small models often add prose after the asserts.
-        lines = [line for line in source.splitlines() if line.strip().startswith(("assert ", "import ", "from "))]
-        try:
-            tree = ast.parse("\n".join(lines))
-        except (SyntaxError, ValueError):
-            return []
+        # Keep what parses line by line: small models add prose after the asserts, or are cut off
+        # in the middle of the last one.
+        lines = [
+            line.strip() for line in source.splitlines() if line.strip().startswith(("assert ", "import ", "from "))
+        ]
+        tree = ast.Module(body=[], type_ignores=[])
+        for line in lines:
+            try:
+                tree.body.extend(ast.parse(line).body)
+            except (SyntaxError, ValueError):
+                continue
     preamble_nodes = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     preamble = "\n".join(ast.unparse(n) for n in preamble_nodes)
     tests: list[UnitTest] = []

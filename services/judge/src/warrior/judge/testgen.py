@@ -13,7 +13,19 @@ from typing import Any
 from warrior.common.campaign_config import UnitTestsConfig
 from warrior.common.programs import UnitTest, parse_tests
 
-TESTS_SYSTEM = "You write unit tests for programming tasks. You reply with one Python code block and nothing else."
+TESTS_SYSTEM = (
+    "You write unit tests for programming tasks. You reply with one Python code block of assert statements "
+    "and nothing else: no solution, no explanation."
+)
+
+# One worked example, as an earlier turn of the conversation: small models follow a shown format far
+# more reliably than a described one (without it they write a solution instead of tests).
+EXAMPLE_REQUEST = "Write a Python function that returns the largest of three numbers."
+EXAMPLE_TESTS = (
+    "```python\nassert largest_of_three(1, 2, 3) == 3\nassert largest_of_three(-1, -5, -3) == -1\n"
+    "assert largest_of_three(7, 7, 2) == 7\n```"
+)
+
 
 # Languages whose answers the executor can run; a request in any other is judged by LLMs alone.
 RUNNERS = {"python": "python", "python3": "python", "py": "python"}
@@ -22,17 +34,22 @@ NON_CODE_CATEGORIES = frozenset({"explanation"})
 
 
 def tests_messages(instruction: str, count: int) -> list[dict[str, str]]:
-    user = (
-        "Write unit tests for a correct solution to the request below.\n\n"
-        f"- Python `assert` statements only, {max(3, count - 2)} to {count} of them, in one ```python code block.\n"
-        "- Each assert calls the function the solution must define with concrete inputs and checks the exact "
-        "expected result.\n"
-        "- Use the function name the request gives; if it gives none, choose a short snake_case name that says "
-        "what the function does.\n"
-        "- Add the imports the asserts need. No explanations.\n\n"
-        f"Request:\n{instruction}"
-    )
-    return [{"role": "system", "content": TESTS_SYSTEM}, {"role": "user", "content": user}]
+    """The conversation a test writer sees: the rules, one worked example, then the request."""
+
+    def ask(request: str) -> str:
+        return (
+            f"Write {max(3, count - 2)} to {count} Python assert statements that a correct solution to this request "
+            "must pass. Each calls the function with concrete inputs and checks the exact expected result. Use the "
+            "function name the request gives; if it gives none, choose a short snake_case name that says what it "
+            f"does. Add the imports the asserts need.\n\nRequest:\n{request}"
+        )
+
+    return [
+        {"role": "system", "content": TESTS_SYSTEM},
+        {"role": "user", "content": ask(EXAMPLE_REQUEST)},
+        {"role": "assistant", "content": EXAMPLE_TESTS},
+        {"role": "user", "content": ask(instruction)},
+    ]
 
 
 def runner_for(language: str) -> str | None:
