@@ -78,8 +78,67 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
             "rows": manifest["rows"],
         },
         "judges": final["judges"],
+        "execution": snap["execution"],
+        "calibration": _calibration(rt.store, config.expert_names),
+        "ranking_check": ranking_check(final["leaderboard"], snap["execution"]),
         "seconds": round(time.monotonic() - started, 1),
     }
+    check = summary["ranking_check"]
+    _say(f"ranking check: {check['verdict']}")
     Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
     _say(f"summary written to {summary_path}")
     return summary
+
+
+# The committed calibration of the demo's experts (`make calibrate`), read when this machine has run none.
+COMMITTED_CALIBRATION = Path("bench/results/calibration.json")
+
+
+def _calibration(store: Any, experts: list[str]) -> dict[str, Any]:
+    """The headline figures of the latest calibration of these experts: from this store, else the
+    committed report; how right each verdict source was on held-out problems with ground-truth tests."""
+    from warrior.cli.calibrate import latest_calibration
+
+    report, source = latest_calibration(store, experts), "this machine's store"
+    if report is None and COMMITTED_CALIBRATION.is_file():
+        committed = json.loads(COMMITTED_CALIBRATION.read_text())
+        if sorted(e["name"] for e in committed.get("experts", [])) == sorted(experts):
+            report, source = committed, str(COMMITTED_CALIBRATION)
+    if report is None:
+        return {"note": "no calibration of these experts yet: `make calibrate` measures the verdicts"}
+    verdicts = {
+        name: {k: row.get(k) for k in ("accuracy", "coverage", "decided_separable", "separable")}
+        for name, row in report.get("verdicts", {}).items()
+        if name in ("combined", "execution", "llm panel", "longer answer")
+    }
+    return {
+        "source": source,
+        "calibration": report.get("calibration"),
+        "items": report.get("set", {}).get("items_run"),
+        "set": report.get("set", {}).get("name"),
+        "verdicts": verdicts,
+        "ranking": report.get("ranking"),
+    }
+
+
+def ranking_check(leaderboard: list[dict[str, Any]], execution: dict[str, Any]) -> dict[str, Any]:
+    """Does the arena's order agree with how often each expert's code passed the trusted tests?
+
+    The leaderboard's first expert should be the one whose answers pass most, with its rating
+    interval above the last expert's. The check reports; it does not change anything.
+    """
+    rates = {n: r["rate"] for n, r in execution.get("pass_rate", {}).items() if r.get("rate") is not None}
+    board = sorted(leaderboard, key=lambda r: -r["rating"])
+    if len(board) < 2:
+        return {"verdict": "not enough experts to compare", "ok": None}
+    first, last = board[0], board[-1]
+    best = max(rates, key=lambda n: rates[n]) if rates else None
+    separated = first["ci_low"] > last["ci_high"]
+    ok = best is not None and first["expert"] == best and separated
+    verdict = (
+        f"first {first['expert']} (rating {first['rating']}, interval {first['ci_low']}..{first['ci_high']}); "
+        f"most tests passed: {best or 'unknown'} ({rates.get(best or '', 0):.0%}); "
+        f"interval {'above' if separated else 'overlaps'} the last expert's ({last['expert']}, "
+        f"{last['ci_low']}..{last['ci_high']})"
+    )
+    return {"verdict": verdict, "ok": ok, "first": first["expert"], "most_passed": best, "pass_rates": rates}

@@ -109,6 +109,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"dropped      {', '.join(f'{k}: {v}' for k, v in ins['dropped'].items()) or 'none'}",
         f"battles      {snap['battles']} pairs over {snap['battled']} instructions; votes {snap['votes']}, "
         f"ties {snap['ties']}",
+        f"execution    {_execution_line(snap['execution'])}",
         f"finished     {snap['finished']}/{ins['kept']} kept instructions",
         f"failures     {', '.join(f'{k}: {v}' for k, v in snap['failures'].items()) or 'none'}",
         f"model calls  {snap['counters'].get('engine_calls', 0)} paid, "
@@ -120,6 +121,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"  dead-lettered {item}: {reason}")
     _emit(snap, args.json, "\n".join(lines))
     return 0
+
+
+def _execution_line(e: dict[str, Any]) -> str:
+    rates = ", ".join(
+        f"{name} {row['passed']}/{row['trusted_tests']}" for name, row in e["pass_rate"].items() if row["trusted_tests"]
+    )
+    votes = ", ".join(f"{k} {v}" for k, v in e["votes_by_source"].items()) or "none"
+    return (
+        f"{e['battles_executed']} battles run ({e['battles_llm_only']} by LLM judges alone), "
+        f"{e['answers_run']} answers run; tests trusted {e['tests_trusted']}/{e['tests_written']}; "
+        f"passed {rates or 'none'}; votes by {votes}"
+    )
 
 
 def _category_cell(row: dict[str, Any], category: str) -> str:
@@ -266,6 +279,22 @@ def cmd_flywheel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from warrior.cli.calibrate import load_set, render, run_calibration
+
+    config = load_campaign_config(args.config)
+    rt = _rt()
+    items, info = load_set(args.set, size=args.size, seed=args.seed, cache_dir=rt.settings.cache_dir)
+    ops.wait_for_experts(rt.registry, config.expert_names, args.experts_timeout)
+    report = run_calibration(rt, config, items, set_info=info, max_tokens=args.max_tokens, parallel=args.parallel)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        print(f"report written to {args.out}", file=sys.stderr)
+    _emit(report, args.json, render(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from warrior.cli.demo import run_demo
 
@@ -387,6 +416,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=7200, help="seconds each campaign may take")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_flywheel)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="how right the verdicts are: each judge, the LLM panel, execution and both, against ground-truth tests",
+        description="Run a labelled set through the live experts of a config as battles do (answers, the experts' "
+        "tests, execution, every uninvolved judge on every pair in both orders), then run every answer against the "
+        "set's ground-truth tests, which no expert sees. Reports, per verdict source, pairs decided, accuracy on the "
+        "separable pairs it decided and coverage, and per expert the ground-truth pass rate. The experts must be "
+        "registered (`warrior up --config FILE`). Every model call is recorded, so a rerun pays for nothing; no "
+        "campaign is created and nothing enters a dataset. See docs/calibration.md.",
+    )
+    p.add_argument("--config", required=True, help="campaign YAML: its experts and battle settings")
+    p.add_argument(
+        "--set", metavar="FILE",
+        help='labelled set, JSONL: {"id": str (optional), "request": str, "tests": str (asserts, optional setup '
+        'before them), "language": "Python"} (default: MBPP prompt, validation and train splits, task ids 1-10 '
+        "and 511-974; its test split and HumanEval never)",
+    )  # fmt: skip
+    p.add_argument("--size", type=int, metavar="N", help="a seeded random subset of N items (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset (default 0)")
+    p.add_argument(
+        "--max-tokens", type=int, metavar="N",
+        help="answer budget for calibration only, in place of the config's battle.answer_sampling.max_tokens",
+    )  # fmt: skip
+    p.add_argument("--parallel", type=int, default=4, help="items in flight at once (default 4)")
+    p.add_argument("--out", metavar="FILE", help="also write the JSON report here")
+    p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the experts to register")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("demo", help="up, run a campaign, build the dataset, print the leaderboard, down")
     p.add_argument("--config", default="configs/demo.yaml", help="campaign YAML (default: configs/demo.yaml)")
