@@ -359,11 +359,41 @@ def judge_behaviour(items: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
     return {judge: {k: row[k] for k in keep} for judge, row in panel(battles, max_flip_rate=1.0).items()}
 
 
-def summarize(items: Sequence[Mapping[str, Any]], experts: Sequence[str]) -> dict[str, Any]:
-    """The report's figures from the item records (`pairs`, `answers`, `judgments`, `ground_truth`)."""
+def trusted_judges(items: Sequence[Mapping[str, Any]], max_flip_rate: float, min_judgments: int) -> set[str]:
+    """The judges the campaign's judge panel would keep (the scoring section's limits)."""
+    battles = [
+        {
+            "id": item["id"],
+            "answers": item["answers"],
+            "judgments": [dict(j) | {"source": "llm"} for j in item["judgments"]],
+        }
+        for item in items
+    ]
+    rows = panel(battles, max_flip_rate=max_flip_rate, min_judgments=min_judgments)
+    return {judge for judge, row in rows.items() if row["trusted"]}
+
+
+def summarize(
+    items: Sequence[Mapping[str, Any]],
+    experts: Sequence[str],
+    *,
+    max_flip_rate: float = 0.5,
+    min_judge_judgments: int = 5,
+) -> dict[str, Any]:
+    """The report's figures from the item records (`pairs`, `answers`, `judgments`, `ground_truth`).
+
+    Besides each source alone, "combined, trusted judges" is what a campaign's final ratings and
+    winners rest on: execution where it decides, else the judges the judge panel keeps.
+    """
     pairs = [p for item in items for p in item["pairs"]]
     judges = sorted({j for p in pairs for j in p["judges"]})
     behaviour = judge_behaviour(items)
+    kept = trusted_judges(items, max_flip_rate, min_judge_judgments)
+    for p in pairs:
+        votes = [v for judge, v in p["judges"].items() if judge in kept]
+        p["combined_trusted"] = combined_verdict(
+            p["execution"], panel_verdict(votes, p["a"], p["b"]) if votes else None
+        )
     sources: dict[str, Any] = {}
     for judge in judges:
         stats = verdict_stats((p["judges"][judge], p["better"]) for p in pairs if judge in p["judges"])
@@ -371,6 +401,11 @@ def summarize(items: Sequence[Mapping[str, Any]], experts: Sequence[str]) -> dic
     sources["llm panel"] = {"kind": "panel", **verdict_stats((p["panel"], p["better"]) for p in pairs if p["judges"])}
     sources["execution"] = {"kind": "execution", **verdict_stats((p["execution"], p["better"]) for p in pairs)}
     sources["combined"] = {"kind": "combined", **verdict_stats((p["combined"], p["better"]) for p in pairs)}
+    sources["combined, trusted judges"] = {
+        "kind": "combined",
+        "judges_kept": sorted(kept),
+        **verdict_stats((p["combined_trusted"], p["better"]) for p in pairs),
+    }
     sources["longer answer"] = {"kind": "baseline", **verdict_stats((p["longer"], p["better"]) for p in pairs)}
     per_expert: dict[str, dict[str, Any]] = {}
     for name in experts:
@@ -607,7 +642,12 @@ def run_calibration(
             "tie_margin": battle.tie_margin,
             "tests": battle.tests.model_dump(mode="json"),
         },
-        **summarize(records, experts),
+        **summarize(
+            records,
+            experts,
+            max_flip_rate=config.scoring.max_flip_rate,
+            min_judge_judgments=config.scoring.min_judge_judgments,
+        ),
         "items": [_compact_item(r) for r in records],
         "pairs_detail": [p for r in records for p in r["pairs"]],
         "failures": dict(sorted(state.failures.items())),

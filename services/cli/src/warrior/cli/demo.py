@@ -109,7 +109,7 @@ def _calibration(store: Any, experts: list[str]) -> dict[str, Any]:
     verdicts = {
         name: {k: row.get(k) for k in ("accuracy", "coverage", "decided_separable", "separable")}
         for name, row in report.get("verdicts", {}).items()
-        if name in ("combined", "execution", "llm panel", "longer answer")
+        if name in ("combined", "combined, trusted judges", "execution", "llm panel", "longer answer")
     }
     return {
         "source": source,
