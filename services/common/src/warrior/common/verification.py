@@ -195,7 +195,9 @@ def row_verification(
         status = "partial"
     return out | {
         "status": status,
-        "reason": None if trusted else "no test was trusted: every answer fails every test",
+        "reason": None
+        if trusted
+        else ("no test was trusted: every answer fails every test" if tests else "no usable test was written"),
         "tests": [{"id": t, "writer": tests[t]["writer"], "source": tests[t]["source"]} for t in trusted],
         "untrusted": len(execution["trust"]["untrusted"]),
         "winner_passed": won,
