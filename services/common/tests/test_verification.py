@@ -254,7 +254,6 @@ def test_example_usage_is_left_out_of_the_code_that_runs():
 
 def test_a_reply_cut_off_in_its_last_assert_keeps_the_whole_ones():
     reply = (
-        "```python\nimport math\nassert area(1) == math.pi\nassert area(0) == 0\n"
-        "assert area(2) == round(4 * math.pi"
+        "```python\nimport math\nassert area(1) == math.pi\nassert area(0) == 0\nassert area(2) == round(4 * math.pi"
     )
     assert [t.assertion for t in parse_tests(reply, "w")] == ["assert area(1) == math.pi", "assert area(0) == 0"]

@@ -37,9 +37,7 @@ def with_battle(candidate: dict[str, Any], battle: dict[str, Any]) -> dict[str, 
         "pairs": battle["pairs"],
         "judges": sorted({j["judge"] for j in battle["judgments"] if j.get("source", "llm") == "llm"}),
         "execution": battle.get("execution"),
-        "verdicts": [
-            {"source": j.get("source", "llm"), "votes": j.get("votes", 1)} for j in battle["judgments"]
-        ],
+        "verdicts": [{"source": j.get("source", "llm"), "votes": j.get("votes", 1)} for j in battle["judgments"]],
     }
 
 

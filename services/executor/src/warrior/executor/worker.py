@@ -65,4 +65,3 @@ def run_programs(self: Task, programs: list[dict[str, Any]]) -> list[dict[str, A
         raise ValueError(f"{queues.TASK_RUN_PROGRAMS} takes a list of programs, got {type(programs).__name__}")
     parsed = [Program.from_dict(program) for program in programs]
     return [result.to_dict() for result in local.run_many(parsed)]
-
