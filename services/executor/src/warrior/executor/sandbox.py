@@ -63,7 +63,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -649,15 +649,12 @@ def _status_field(status: bytes, name: bytes) -> bytes:
     return status[start : end if end >= 0 else len(status)]
 
 
-def _processes(uid: int) -> dict[int, int]:
-    """The live processes (not zombies) running as `uid` (real, effective, saved or filesystem
-    uid), each with its number of threads."""
-    found: dict[int, int] = {}
+def _live_statuses() -> Iterator[tuple[str, bytes]]:
+    """(pid, /proc/<pid>/status) of every live process (not a zombie) this process can see."""
     try:
         names = os.listdir("/proc")
     except OSError:
-        return found
-    wanted = str(uid).encode()
+        return
     for name in names:
         if not name.isdigit():
             continue
@@ -666,10 +663,19 @@ def _processes(uid: int) -> dict[int, int]:
                 status = handle.read()
         except OSError:
             continue
-        if wanted not in _status_field(status, b"Uid").split():
-            continue
         state = _status_field(status, b"State").split()
         if state and state[0] in (b"Z", b"X"):
+            continue
+        yield name, status
+
+
+def _processes(uid: int) -> dict[int, int]:
+    """The live processes (not zombies) running as `uid` (real, effective, saved or filesystem
+    uid), each with its number of threads."""
+    found: dict[int, int] = {}
+    wanted = str(uid).encode()
+    for name, status in _live_statuses():
+        if wanted not in _status_field(status, b"Uid").split():
             continue
         threads = _status_field(status, b"Threads").strip()
         found[int(name)] = int(threads) if threads.isdigit() else 1
@@ -680,23 +686,9 @@ def _live(pgid: int | None, uid: int | None) -> tuple[bool, list[int]]:
     """One pass over /proc: whether a live process (not a zombie) of group `pgid` or running as
     `uid` (real, effective, saved or filesystem uid) is there, and the pids of those running as `uid`."""
     found, by_uid = False, list[int]()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found, by_uid
     wanted_uid = str(uid).encode() if uid is not None else None
     wanted_group = str(pgid).encode() if pgid is not None else None
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status", "rb") as handle:
-                status = handle.read()
-        except OSError:
-            continue
-        state = _status_field(status, b"State").split()
-        if state and state[0] in (b"Z", b"X"):
-            continue
+    for name, status in _live_statuses():
         if wanted_uid is not None and wanted_uid in _status_field(status, b"Uid").split():
             found = True
             by_uid.append(int(name))
