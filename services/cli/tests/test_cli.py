@@ -128,3 +128,21 @@ def test_up_then_down_stops_exactly_what_it_started(tmp_path: Path, monkeypatch:
         stack.down(echo=lambda *_: None)
         bystander.kill()
         bystander.wait()
+
+
+def test_the_demo_ranking_check_compares_the_leaderboard_with_the_pass_rates() -> None:
+    from warrior.cli.demo import ranking_check
+
+    board = [
+        {"expert": "coder", "rating": 400.0, "ci_low": 200.0, "ci_high": 550.0},
+        {"expert": "tiny", "rating": 0.0, "ci_low": -200.0, "ci_high": 250.0},
+        {"expert": "base", "rating": -400.0, "ci_low": -560.0, "ci_high": -280.0},
+    ]
+    rates = {"pass_rate": {"coder": {"rate": 1.0}, "tiny": {"rate": 0.0}, "base": {"rate": None}}}
+    good = ranking_check(board, rates)
+    assert good["ok"] is True and good["first"] == "coder" and "above" in good["verdict"]
+    board[2]["ci_high"] = 250.0  # the last expert's interval reaches the first's
+    assert ranking_check(board, rates)["ok"] is False
+    flipped = {"pass_rate": {"coder": {"rate": 0.0}, "tiny": {"rate": 1.0}}}
+    assert ranking_check(board, flipped)["most_passed"] == "tiny"
+    assert ranking_check(board, flipped)["ok"] is False
