@@ -61,7 +61,7 @@ def test_calibration_completes_and_reports_every_source(
     assert report["battle"]["answer_sampling"]["max_tokens"] == 300 and report["battle"]["max_tokens_override"] == 300
     assert report["pairs"] == 6 and report["separable"] == 0  # no code: every answer fails every test
     assert set(report["verdicts"]) == {"judge alpha", "judge beta", "judge gamma", "llm panel", "execution",
-                                       "combined", "longer answer"}  # fmt: skip
+                                       "combined", "combined, trusted judges", "longer answer"}  # fmt: skip
     for name in EXPERTS:
         judge = report["verdicts"][f"judge {name}"]
         assert judge["pairs"] == 2 and judge["judgments"] == 2  # one pair per item, both orders
