@@ -56,12 +56,20 @@ def test_tiny_campaign_on_a_real_model(make_stack: Callable[..., Any], smollm2_p
         assert lineage["attacker"] == instruction["attacker"] and lineage["attacker_revision"] == SMOLLM2_REVISION
         assert lineage["model_revisions"] == dict.fromkeys(NAMES, SMOLLM2_REVISION)
         assert lineage["ratings"].startswith(f"runs/{campaign}/ratings/")
-        # Every judgment is by the expert outside the pair, in log-prob mode, both orders recorded.
+        # Every LLM judgment is by the expert outside the pair, in log-prob mode, both orders recorded;
+        # a pair decided by running the code says why.
         for judgment in battle["judgments"]:
             assert judgment["judge"] not in (judgment["a"], judgment["b"])
+            if judgment["source"] == "execution":
+                assert judgment["judge"] == "execution" and judgment["reason"]
+                continue
             assert judgment["mode"] == "logprobs"
             for order in ("forward", "backward"):
                 assert abs(sum(judgment[order]["probs"].values()) - 1.0) < 1e-6
+        # The row says what its winner passed, and the battle kept every run behind it.
+        assert lineage["verification"]["status"] in ("verified", "partial", "unverified", "not_executed")
+        if battle["execution"]["executable"]:
+            assert set(battle["execution"]["matrix"]) == set(NAMES)
     # Every model call went through the ledger and is on record.
     calls = stack.rt.store.list(f"runs/{campaign}/calls/")
     assert len(calls) == snap["counters"]["engine_calls"]
