@@ -6,8 +6,8 @@ from typing import Any
 
 from warrior.common.battles import load_battles
 from warrior.common.campaign_state import CampaignState
+from warrior.common.records import instruction_key, load_screening
 from warrior.common.runtime import Runtime
-from warrior.common.store import ObjectNotFound
 from warrior.dataset_builder.rows import TAGS, candidate_row, training_row, with_battle
 from warrior.dataset_builder.selection import SelectionConfig, select_rows
 from warrior.dataset_builder.versions import build_version
@@ -23,11 +23,8 @@ def collect(rt: Runtime, campaign: str, iid: str) -> None:
     The category and language that screening gave the instruction travel with the row.
     """
     base = f"runs/{campaign}"
-    instruction = rt.store.get_json(f"{base}/instructions/{iid}.json")
-    try:
-        screening = rt.store.get_json(f"{base}/screening/{iid}.json")
-    except ObjectNotFound:
-        screening = {}
+    instruction = rt.store.get_json(instruction_key(campaign, iid))
+    screening = load_screening(rt.store, campaign, iid)
     instruction |= {tag: screening[tag] for tag in TAGS if screening.get(tag) is not None}
     battle = rt.store.get_json(f"{base}/battles/{iid}.json")
     score = rt.store.get_json(f"{base}/scores/{iid}.json")

@@ -13,6 +13,7 @@ from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
 from warrior.common.ledger import CallLedger
 from warrior.common.model_info import expert_model
+from warrior.common.records import instruction_key, screening_key
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
 from warrior.instruction_miner.benchmark_index import contamination_index, embedding_index
@@ -28,10 +29,6 @@ log = logging.getLogger(__name__)
 
 def instruction_id(campaign: str, attacker: str, index: int) -> str:
     return content_hash(campaign, attacker, index, length=16)
-
-
-def instruction_key(campaign: str, iid: str) -> str:
-    return f"runs/{campaign}/instructions/{iid}.json"
 
 
 def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
@@ -104,10 +101,6 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
     state.mark("mined", iid)
     state.mark("mine_done", unit)
     return iid
-
-
-def screening_key(campaign: str, iid: str) -> str:
-    return f"runs/{campaign}/screening/{iid}.json"
 
 
 def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str) -> str | None:

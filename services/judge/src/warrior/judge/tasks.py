@@ -7,6 +7,7 @@ from typing import Any
 from warrior.common.battles import battle_key
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
+from warrior.common.records import instruction_key, load_screening
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
 from warrior.common.verification import execution_stats
@@ -36,7 +37,7 @@ def battle(rt: Runtime, campaign: str, iid: str) -> tuple[bool, list[str]]:
     try:
         record: dict[str, Any] = rt.store.get_json(key)  # an earlier delivery already recorded it
     except ObjectNotFound:
-        instruction = rt.store.get_json(f"runs/{campaign}/instructions/{iid}.json")
+        instruction = rt.store.get_json(instruction_key(campaign, iid))
         language, category = _labels(rt, campaign, iid, instruction, config)
         record = run_battle(
             rt, campaign, iid, instruction["text"], current, config.battle, language=language, category=category
@@ -69,18 +70,11 @@ def backfill(rt: Runtime, campaign: str, iid: str, newcomer: str) -> bool:
     return True
 
 
-def _screening_key(campaign: str, iid: str) -> str:
-    return f"runs/{campaign}/screening/{iid}.json"  # written by the instruction miner's screening
-
-
 def _labels(
     rt: Runtime, campaign: str, iid: str, instruction: dict[str, Any], config: CampaignConfig
 ) -> tuple[str, str | None]:
     """The instruction's language and the category screening gave it (None before screening tagged any)."""
-    try:
-        screening = rt.store.get_json(_screening_key(campaign, iid))
-    except ObjectNotFound:
-        screening = {}
+    screening = load_screening(rt.store, campaign, iid)
     language = screening.get("language") or instruction.get("language") or config.languages[0]
     return str(language), screening.get("category")
 
