@@ -48,9 +48,16 @@ def _send_matchmake(campaign: str, expert: str, round_: int) -> None:
     )
 
 
-@app.task(name=queues.TASK_MATCHMAKE, ignore_result=True)
-def matchmake(campaign: str, expert: str, round_: int) -> list[str]:
-    batch = tasks.matchmake(get_runtime(), campaign, expert, round_)
+@app.task(name=queues.TASK_MATCHMAKE, bind=True, ignore_result=True)
+def matchmake(self: Task, campaign: str, expert: str, round_: int) -> list[str]:
+    rt = get_runtime()
+    state = CampaignState(rt.redis, campaign)
+    if state.cancelled():
+        return []
+    if not rt.admit(self.request.id, queues.TASK_MATCHMAKE, attempt=self.request.retries or 0):
+        state.fail(f"matchmake:{expert}:{round_}", "dead-lettered after repeated deliveries")
+        return []
+    batch = tasks.matchmake(rt, campaign, expert, round_)
     for iid in batch:
         app.send_task(
             queues.TASK_BACKFILL,
