@@ -21,7 +21,8 @@ def current_call_key() -> str | None:
 
 
 class CallLedger:
-    """Recorded model calls of one campaign, under `runs/<campaign>/calls/<hash>.json`.
+    """Recorded model calls of one campaign, under `runs/<campaign>/calls/<hash>.json` (or, with
+    `prefix`, under `<prefix>/<hash>.json`: an evaluation's calls go beside its results).
 
     The hash covers the expert, its weights' revision, the kind of call and the whole request
     (prompt, sampling, seed). A retried or redelivered task finds the record and reuses it. When two
@@ -29,13 +30,14 @@ class CallLedger:
     effects see one answer.
     """
 
-    def __init__(self, store: ObjectStore, campaign: str) -> None:
+    def __init__(self, store: ObjectStore, campaign: str, *, prefix: str | None = None) -> None:
         self._store = store
         self._campaign = campaign
+        self._prefix = (prefix or f"runs/{campaign}/calls").rstrip("/")
 
     def key(self, expert: str, revision: str, kind: str, request: dict[str, Any]) -> str:
         digest = content_hash(expert, revision, kind, request, length=32)
-        return f"runs/{self._campaign}/calls/{digest}.json"
+        return f"{self._prefix}/{digest}.json"
 
     def call(
         self,

@@ -4,7 +4,9 @@ the sandbox, count the problems solved.
 The pieces compose: `load_problems` reads a benchmark, `prompt_messages` is what the model is
 shown, `extract_code` takes the program out of its reply, `program` appends the tests, and
 `evaluate` runs them all into an `EvalResult` that `store_result` writes once to the object store.
-`expert_generator` asks an expert over gRPC, greedily, so that a score is reproducible.
+`expert_generator` asks an expert over gRPC, greedily, so that a score is reproducible; with a
+call ledger (`evaluate_expert` keeps one per model and revision, under `evals/<model>/<revision>/calls/`)
+each answer is paid for once, so an evaluation killed half way and run again asks only for the rest.
 
 The programs run through an `Executor` (`warrior.executor.runner`): `LocalExecutor`, this machine's
 sandbox, where evaluation is run locally (`warrior eval`, the flywheel, tests); `QueueExecutor`, the
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from warrior.common.benchmarks import Problem, humaneval, mbpp
+from warrior.common.ledger import CallLedger
 from warrior.common.store import ObjectStore, StoreError, validate_key
 from warrior.executor.runner import Executor, LocalExecutor, Program
 from warrior.executor.sandbox import SandboxResult, Status
@@ -40,6 +43,7 @@ __all__ = [
     "OutcomeStatus",
     "ProblemOutcome",
     "evaluate",
+    "calls_prefix",
     "expert_generator",
     "extract_code",
     "load_problems",
@@ -368,13 +372,27 @@ def evaluate(
     )
 
 
-def expert_generator(client: ChatClient, expert: str, max_tokens: int = 512) -> Callable[[Problem], str]:
+def expert_generator(
+    client: ChatClient,
+    expert: str,
+    max_tokens: int = 512,
+    *,
+    ledger: CallLedger | None = None,
+    revision: str = "",
+) -> Callable[[Problem], str]:
     """A `generate` for `evaluate` that asks `expert` through the expert-inference client, greedily
-    (temperature 0, a fixed seed) so that the same model gives the same score."""
+    (temperature 0, a fixed seed) so that the same model gives the same score. With a `ledger`, each
+    call goes through it as `revision`'s: an answer recorded earlier is reused, never asked again."""
     sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "seed": GREEDY_SEED}
 
     def generate(problem: Problem) -> str:
-        reply = client.chat(expert, prompt_messages(problem), dict(sampling)).to_dict()
+        messages = prompt_messages(problem)
+        if ledger is None:
+            return str(client.chat(expert, messages, dict(sampling)).to_dict()["text"])
+        request = {"messages": messages, "sampling": dict(sampling)}
+        reply, _ = ledger.call(
+            expert, revision, "chat", request, lambda: client.chat(expert, messages, dict(sampling)).to_dict()
+        )
         return str(reply["text"])
 
     return generate
@@ -385,6 +403,12 @@ def result_key(*, model: str, revision: str, benchmark: str) -> str:
     becomes '--' so that every part stays one key segment."""
     parts = [part.replace("/", "--") for part in (model, revision, benchmark)]
     return validate_key(f"evals/{parts[0]}/{parts[1]}/{parts[2]}.json")
+
+
+def calls_prefix(*, model: str, revision: str) -> str:
+    """`evals/<model>/<revision>/calls`: where the call ledger of a model's evaluations keeps its calls."""
+    parts = [part.replace("/", "--") for part in (model, revision)]
+    return validate_key(f"evals/{parts[0]}/{parts[1]}/calls")
 
 
 def store_result(store: ObjectStore, result: EvalResult, *, model: str, revision: str, benchmark: str) -> str:
@@ -418,7 +442,9 @@ def evaluate_expert(
     """pass@1 of a registered expert on a benchmark, stored once per (expert, revision, benchmark).
 
     A result already stored for this revision and problem set is returned as is (with ``reused``),
-    so a repeated or redelivered evaluation costs nothing. A partial run (``limit``) is stored under
+    so a repeated or redelivered evaluation costs nothing. An evaluation that did not get that far
+    (killed, redelivered) left its model calls in the call ledger (`calls_prefix`): run again, it
+    asks the model only for the answers it had not got. A partial run (``limit``) is stored under
     its own name (``humaneval-first20``), never in place of the full benchmark's result. The
     programs run through `executor` (see `evaluate`; this machine's sandbox by default).
     """
@@ -428,9 +454,10 @@ def evaluate_expert(
         stored = dict(store.get_json(key))
         return stored | {"key": key, "reused": True}
     problems = load_problems(benchmark, limit, cache_dir=cache_dir)
+    ledger = CallLedger(store, f"eval-{expert}", prefix=calls_prefix(model=expert, revision=revision))
     result = evaluate(
         problems,
-        expert_generator(client, expert, max_tokens),
+        expert_generator(client, expert, max_tokens, ledger=ledger, revision=revision),
         workers=workers,
         timeout_s=timeout_s,
         memory_mb=memory_mb,
