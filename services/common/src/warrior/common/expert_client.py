@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -123,6 +124,36 @@ def sampling_pb(sampling: dict[str, Any]) -> pb.SamplingParams:
     )
 
 
+class _Limiter:
+    """Calls in flight to one expert, under a limit that follows its live replicas.
+
+    The limit is read when a call asks for a slot and again while it waits (at each release, and
+    every LIMIT_RECHECK_S in case replicas joined meanwhile), so a replica that joins raises it and
+    one that leaves lowers it: calls over a lowered limit finish, new ones wait until they are under it.
+    """
+
+    LIMIT_RECHECK_S = 0.2
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.in_flight = 0
+
+    @contextmanager
+    def slot(self, limit: int, refresh: Callable[[], int]) -> Iterator[None]:
+        """Hold one slot; `limit` is the bound now, `refresh()` reads it again while waiting."""
+        with self._cond:
+            while self.in_flight >= limit:
+                self._cond.wait(self.LIMIT_RECHECK_S)
+                limit = refresh()
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_flight -= 1
+                self._cond.notify_all()
+
+
 class ExpertClient:
     """A thread-safe client for every expert in the registry."""
 
@@ -138,8 +169,9 @@ class ExpertClient:
         security: ClientSecurity | None = None,
     ) -> None:
         """in_flight_per_expert bounds this process's concurrent calls to one expert; 0 means twice
-        the capacity its replicas announce (enough to keep a batching engine full, not so many that
-        requests only queue there). security: TLS material and token (default: from the environment)."""
+        the capacity its serving replicas announce, read again as replicas join and leave (enough to
+        keep a batching engine full, not so many that requests only queue there). security: TLS
+        material and token (default: from the environment)."""
         self._registry = registry
         self._security = security if security is not None else ClientSecurity.from_env()
         self._deadline_s = deadline_s
@@ -148,7 +180,7 @@ class ExpertClient:
         self._busy_budget_s = busy_budget_s
         self._in_flight_per_expert = in_flight_per_expert
         self._channels: dict[tuple[str, bool], grpc.Channel] = {}
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._limiters: dict[str, _Limiter] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -180,13 +212,17 @@ class ExpertClient:
             raise ExpertUnavailable(f"expert {expert!r} is not registered (no live replica)")
         return random.choice(replicas)
 
-    def _slot(self, expert: str, replicas: list[ExpertRecord]) -> threading.BoundedSemaphore:
+    def _limit(self, replicas: Sequence[ExpertRecord]) -> int:
+        """The bound on calls in flight to an expert with these serving replicas."""
+        return self._in_flight_per_expert or max(2, 2 * sum(r.capacity for r in replicas))
+
+    def _slot(self, expert: str, replicas: Sequence[ExpertRecord]) -> AbstractContextManager[None]:
+        """A slot among the expert's calls in flight; while waiting, the limit follows the registry."""
         with self._lock:
-            slot = self._slots.get(expert)
-            if slot is None:
-                limit = self._in_flight_per_expert or max(2, 2 * sum(r.capacity for r in replicas))
-                slot = self._slots[expert] = threading.BoundedSemaphore(limit)
-            return slot
+            limiter = self._limiters.get(expert)
+            if limiter is None:
+                limiter = self._limiters[expert] = _Limiter()
+        return limiter.slot(self._limit(replicas), lambda: self._limit(self._registry.resolve(expert)))
 
     def _invoke(self, expert: str, call: Callable[[pb_grpc.ExpertInferenceServiceStub, float], T]) -> T:
         """Call one replica; on failure try the others, then back off and retry.
