@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from warrior.common import queues
-from warrior.common.campaign_config import CampaignConfig
+from warrior.common.campaign_config import CampaignConfig, ExpertConfig
 from warrior.common.redis_client import connect
 from warrior.common.registry import Registry
 from warrior.common.security import redact_url
@@ -51,6 +52,50 @@ def _bin(name: str) -> str:
     """A console script of this environment (next to the running interpreter)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+def expert_argv(expert: ExpertConfig, *, threads: int, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The `warrior-expert` command line that `up` runs for a locally served expert, its engine's arguments
+    included. What it would serve must be there: a missing model file or folder, chat template file or
+    API key variable (one the config names) is a StackError naming the expert, before anything starts."""
+    argv = [
+        _bin("warrior-expert"),
+        "--name", expert.name,
+        "--engine", expert.engine,
+        "--chat-template", expert.chat_template,
+        "--parallel", str(expert.parallel),
+        "--context-length", str(expert.context_length),
+    ]  # fmt: skip
+    where = f"expert {expert.name!r}"
+    if expert.engine in ("llamacpp", "zero-latency-test"):
+        argv += ["--threads", str(threads)]
+    if expert.engine == "vllm":
+        vllm = expert.vllm
+        argv += ["--dtype", vllm.dtype if vllm else "auto"]
+        argv += ["--gpu-memory-utilization", str(vllm.gpu_memory_utilization if vllm else 0.85)]
+    if expert.model:
+        model = Path(expert.model)
+        if expert.engine == "vllm" and not (model / "config.json").is_file():
+            raise StackError(
+                f"{where}: model folder {model} not found or without config.json (run `make install`: it writes "
+                "the demo models' Hugging Face folders under models/hf/)"
+            )
+        if expert.engine != "vllm" and not model.is_file():
+            raise StackError(f"{where}: model file {model} not found (run `make install`)")
+        argv += ["--model", str(model.absolute())]
+    if expert.openai is not None:
+        server = expert.openai
+        argv += ["--openai-base-url", server.base_url, "--openai-api-key-env", server.api_key_env]
+        if server.model:
+            argv += ["--openai-model", server.model]
+        if "api_key_env" in server.model_fields_set and not environ.get(server.api_key_env):
+            raise StackError(f"{where}: openai.api_key_env names {server.api_key_env}, which is not set here")
+        if server.chat_template_file:
+            template = Path(server.chat_template_file)
+            if not template.is_file():
+                raise StackError(f"{where}: chat template file {template} not found")
+            argv += ["--chat-template-file", str(template.absolute())]
+    return argv
 
 
 def _alive(pid: int) -> bool:
@@ -158,33 +203,22 @@ class LocalStack:
         store_url = redact_url(self.settings.store_url)
         shown = {"redis_url": redis_url, "store_url": store_url}
         try:
+            served = [e for e in config.experts if e.served_locally]
+            # All experts share this machine's cores: one thread per sequence unless the config says
+            # otherwise. Oversubscribed llama.cpp threads spin on each other and crawl.
+            total_parallel = sum(e.parallel for e in served if e.engine == "llamacpp") or 1
+            auto_threads = max(1, (os.cpu_count() or 1) // total_parallel)
+            # Every expert's command first: a missing model stops `up` before anything starts.
+            commands = [(e, expert_argv(e, threads=e.threads or auto_threads)) for e in served]
             if not os.environ.get("REDIS_URL"):
                 echo(f"starting embedded Redis at {redis_url}")
                 procs.append(self._start_redis(env))
             env["REDIS_URL"] = self.settings.redis_url
             env["WARRIOR_STORE_URL"] = self.settings.store_url
             self._write(procs, shown)
-            served = [e for e in config.experts if e.model or e.engine != "llamacpp"]
-            # All experts share this machine's cores: one thread per sequence unless the config says
-            # otherwise. Oversubscribed llama.cpp threads spin on each other and crawl.
-            total_parallel = sum(e.parallel for e in served if e.engine == "llamacpp") or 1
-            auto_threads = max(1, (os.cpu_count() or 1) // total_parallel)
-            for expert in served:
-                argv = [
-                    _bin("warrior-expert"),
-                    "--name", expert.name,
-                    "--engine", expert.engine,
-                    "--chat-template", expert.chat_template,
-                    "--parallel", str(expert.parallel),
-                    "--context-length", str(expert.context_length),
-                    "--threads", str(expert.threads or auto_threads),
-                ]  # fmt: skip
-                if expert.model:
-                    model = Path(expert.model)
-                    if not model.is_file():
-                        raise StackError(f"expert {expert.name!r}: model file {model} not found (run `make install`)")
-                    argv += ["--model", str(model.absolute())]
-                echo(f"starting expert {expert.name} ({expert.engine}{', ' + expert.model if expert.model else ''})")
+            for expert, argv in commands:
+                serves = expert.model or (expert.openai.base_url if expert.openai else "")
+                echo(f"starting expert {expert.name} ({expert.engine}{', ' + serves if serves else ''})")
                 procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
                 self._write(procs, shown)
             for service, service_queues in queues.SERVICE_QUEUES.items():

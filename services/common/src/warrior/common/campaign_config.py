@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from warrior.common.ids import content_hash, validate_campaign_id
 
@@ -33,22 +35,131 @@ class Sampling(_Strict):
     max_tokens: int = Field(256, ge=1, le=32768)
 
 
+# An environment variable's name (the openai engine's API key is read from one).
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class OpenAIServerConfig(_Strict):
+    """The OpenAI-compatible server an `openai` expert fronts: vllm serve, SGLang, TGI, llama.cpp's server."""
+
+    base_url: str = Field(
+        description="the server, `http(s)://host:port` (a trailing `/v1` is fine); never credentials in it: the "
+        "API key comes from `api_key_env`"
+    )
+    model: str | None = Field(
+        None, min_length=1, max_length=256, description="the served model id to use; none: the first the server lists"
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        pattern=_ENV_NAME,
+        description="the environment variable holding the server's API key (`warrior up` passes its environment "
+        "to the expert); unset or empty: no key is sent",
+    )
+    chat_template_file: str | None = Field(
+        None,
+        min_length=1,
+        description="the served model's Jinja chat template: with it the expert mines with pre-query prompts and "
+        "scores candidates by log-probability; without it, completion-style prompts",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if "@" in parts.netloc:
+            raise ValueError("may not carry credentials: the API key comes from the variable named by api_key_env")
+        return value.strip()
+
+
+class VllmConfig(_Strict):
+    """vLLM settings of a locally served `vllm` expert."""
+
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="weights dtype (`auto`: the checkpoint's; the CPU build wants `bfloat16`)"
+    )
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="share of GPU memory vLLM may take")
+
+
 class ExpertConfig(_Strict):
-    """An expert of the roster; with `model` set, `warrior up` also serves it locally."""
+    """An expert of the roster. With `model` (or `openai`) set, `warrior up` also serves it locally; without,
+    it is served elsewhere (a cluster) and must be registered when the campaign starts."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-    model: str | None = None
-    engine: Literal["llamacpp", "zero-latency-test"] = "llamacpp"
-    chat_template: Literal["auto", "none"] = "auto"
-    parallel: int = Field(2, ge=1, le=64)
-    context_length: int = Field(2048, ge=256, le=131072)
-    threads: int = Field(0, ge=0, le=256)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="the expert's name in the arena (at least two experts, names unique)",
+    )
+    engine: Literal["llamacpp", "vllm", "openai", "zero-latency-test"] = Field(
+        "llamacpp",
+        description="how `warrior up` serves it: `llamacpp` (a GGUF file on CPU), `vllm` (a Hugging Face model "
+        "folder on vLLM in process), `openai` (fronts an OpenAI-compatible server), `zero-latency-test` "
+        "(instant fake text for orchestration tests)",
+    )
+    model: str | None = Field(
+        None,
+        min_length=1,
+        validate_default=True,
+        description="what `warrior up` serves: a `.gguf` file (llamacpp) or a Hugging Face model folder with its "
+        "`config.json` (vllm, e.g. `models/hf/Qwen2.5-Coder-0.5B-Instruct`); none: served elsewhere",
+    )
+    openai: OpenAIServerConfig | None = Field(
+        None, validate_default=True, description="engine `openai` (required there, refused elsewhere): the server"
+    )
+    vllm: VllmConfig | None = Field(
+        None, description="engine `vllm` (refused elsewhere): dtype and GPU memory share; none: the defaults"
+    )
+    chat_template: Literal["auto", "none"] = Field(
+        "auto", description="`auto`: the model's own template; `none`: completion-style prompts (base models)"
+    )
+    parallel: int = Field(2, ge=1, le=64, description="requests the expert serves at once")
+    context_length: int = Field(2048, ge=256, le=131072, description="tokens per sequence")
+    threads: int = Field(
+        0, ge=0, le=256, description="llamacpp: CPU threads per sequence; 0 shares the cores among the local experts"
+    )
 
-    @model_validator(mode="after")
-    def _model_for_real_engines(self) -> ExpertConfig:
-        if self.engine == "llamacpp" and self.model is not None and not self.model.endswith(".gguf"):
-            raise ValueError(f"model {self.model!r}: the llamacpp engine serves a .gguf file")
-        return self
+    @field_validator("model")
+    @classmethod
+    def _model_fits_the_engine(cls, model: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("engine")  # absent when the engine itself is bad: that error is enough
+        if engine == "llamacpp" and model is not None and not model.endswith(".gguf"):
+            raise ValueError(f"model {model!r}: the llamacpp engine serves a .gguf file")
+        if engine == "vllm":
+            if model is None:
+                raise ValueError(
+                    "engine 'vllm' serves a Hugging Face model folder: set model (e.g. models/hf/<name>); "
+                    "an expert served elsewhere needs no engine"
+                )
+            if model.endswith(".gguf"):
+                raise ValueError(f"model {model!r}: a .gguf file is served by engine 'llamacpp'; vllm serves a folder")
+        if engine == "openai" and model is not None:
+            raise ValueError("engine 'openai' serves its server's model: name it in openai.model, not model")
+        return model
+
+    @field_validator("openai")
+    @classmethod
+    def _openai_for_its_engine(
+        cls, server: OpenAIServerConfig | None, info: ValidationInfo
+    ) -> OpenAIServerConfig | None:
+        engine = info.data.get("engine")
+        if engine == "openai" and server is None:
+            raise ValueError("engine 'openai' needs the server it fronts: openai: {base_url: http://host:port}")
+        if engine is not None and engine != "openai" and server is not None:
+            raise ValueError(f"only engine 'openai' fronts a server; this expert's engine is {engine!r}")
+        return server
+
+    @field_validator("vllm")
+    @classmethod
+    def _vllm_for_its_engine(cls, options: VllmConfig | None, info: ValidationInfo) -> VllmConfig | None:
+        engine = info.data.get("engine")
+        if engine is not None and engine != "vllm" and options is not None:
+            raise ValueError(f"vllm settings are for engine 'vllm'; this expert's engine is {engine!r}")
+        return options
+
+    @property
+    def served_locally(self) -> bool:
+        """Whether `warrior up` serves this expert (else it is served elsewhere and registers itself)."""
+        return self.model is not None or self.openai is not None or self.engine == "zero-latency-test"
 
 
 class SamplingCell(_Strict):
@@ -247,6 +358,9 @@ def shown(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
+_USERINFO = re.compile(r"(://)[^/@\s'\"]*@")
+
+
 def describe_errors(exc: ValidationError) -> str:
     """Every problem of a validation error, each with its key path ('(top level)' for the document)."""
     problems = []
@@ -257,7 +371,9 @@ def describe_errors(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             problems.append(f"missing key '{where}'")
         else:
-            problems.append(f"bad value for '{where}': {error['msg']} (got {shown(error.get('input'))})")
+            # A URL's user info (a password, a key) never reaches the message.
+            got = _USERINFO.sub(r"\1***@", shown(error.get("input")))
+            problems.append(f"bad value for '{where}': {error['msg']} (got {got})")
     return "; ".join(problems)
 
 
