@@ -7,7 +7,7 @@ PY := $(BIN)/python
 PROTO_OUT := services/common/src
 PROTOS := $(wildcard protos/warrior/v1/*.proto)
 GENERATED := $(patsubst protos/%.proto,$(PROTO_OUT)/%_pb2.py,$(PROTOS))
-SERVICES := common executor expert_inference instruction_miner judge scorer dataset_builder trainer cli
+SERVICES := common executor expert_inference instruction_miner judge scorer dataset_builder trainer controller cli
 # llama.cpp built portably: the native build crashes on some CPUs (AMX) and breaks on CPUs without AVX-512.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 

@@ -202,9 +202,8 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         started = time.monotonic()
         campaign = ops.start(rt, app, config)
         state = ops.CampaignState(rt.redis, campaign)
-        # As `warrior campaign start --wait` does: no progress for twice the visibility timeout means
-        # a message was lost for good (see StallWatch), and the unfinished stages are sent again.
-        watch = ops.StallWatch(rt, app, campaign, ops.default_stall_s())
+        # The stack's campaign controller re-sends the unfinished stages when nothing moves for twice the
+        # visibility timeout (a message lost for good), and builds the dataset once the work is done.
         remaining = size["faults"] if faults else 0
         # Every kind of fault at least once, in a seeded order.
         schedule = [FAULTS[i % len(FAULTS)] for i in range(remaining)]
@@ -215,9 +214,6 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
             try:
                 snap = state.snapshot()
                 done = snap["done"]
-                if watch.check(snap) is not None:
-                    print(f"[{time.monotonic() - started:6.1f}s] no progress for {watch.stall_s:.0f}s: resumed",
-                          file=sys.stderr, flush=True)  # fmt: skip
             except Exception:  # noqa: BLE001 - Redis may be down right now: the campaign is not done
                 done = False
             if done and remaining == 0:
@@ -253,7 +249,7 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         "stuck_queues": stuck_queues,
         "snapshot": {k: snap[k] for k in ("instructions", "battles", "votes", "failures", "counters")},
         "redelivered": redelivered,
-        "resumed_after_stall": watch.resumes,
+        "resumed_after_stall": snap["counters"].get("controller_resends", 0),
         "crashed_and_restarted": crashed,
         **checks,
     }

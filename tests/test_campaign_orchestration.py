@@ -261,24 +261,3 @@ def test_cancel_then_resume_after_the_stack_was_stopped_finishes_without_paying_
     assert manifest["rows"] == snap["battled"]
     unknown = _warrior(warrior_env, "campaign", "resume", "no-such-campaign")
     assert unknown.returncode == 2 and "unknown campaign 'no-such-campaign'" in unknown.stderr
-
-
-def test_a_lost_message_is_sent_again_when_the_campaign_stalls(
-    make_stack: Callable[..., Any], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A message can vanish for good (a worker killed between taking it off the queue and recording it
-    as unacknowledged); `--wait` notices that nothing moves and re-sends the unfinished stages."""
-    stack = make_stack(_config("e2e-lost", per_expert=2))
-    miner = next(p for p in stack.local.running() if "instruction_miner" in p.name)
-    os.kill(miner.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(p.pid == miner.pid for p in stack.local.running()):
-        time.sleep(0.1)
-    campaign = ops.start(stack.rt, stack.app, stack.config)
-    queued = [k for k in stack.rt.redis.scan_iter("mine*") if stack.rt.redis.type(k) == "list"]
-    assert sum(stack.rt.redis.llen(k) for k in queued) == 6
-    stack.rt.redis.delete(*queued)  # every mining message is gone
-    stack.local.restart(miner.name)
-    snap = ops.wait(stack.rt, campaign, timeout_s=180, interval_s=0.5, app=stack.app, stall_s=5)
-    assert snap["done"] and snap["mine"]["done"] == snap["mine"]["expected"] == 6
-    assert "no progress for 5s: re-sent the unfinished stages (mine 6)" in capsys.readouterr().err

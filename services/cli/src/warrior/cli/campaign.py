@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
@@ -10,33 +9,17 @@ from typing import Any
 from celery import Celery
 
 from warrior.common import queues
-from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+from warrior.common.campaign_config import CampaignConfig
+from warrior.common.campaign_recovery import CampaignError, resend_unfinished, restore, wait_for_experts
 from warrior.common.campaign_state import CampaignState, list_campaigns
+from warrior.common.ids import task_id
+from warrior.common.runtime import DEADLETTER_KEY, Runtime
+from warrior.controller.leader import leader
 
 __all__ = [
-    "CampaignError", "CampaignState", "StallWatch", "build_dataset", "cancel", "finalize", "resume", "start", "status",
-    "wait",
+    "CampaignError", "CampaignState", "build_dataset", "cancel", "finalize", "resume", "start", "status", "wait",
+    "wait_for_experts",
 ]  # fmt: skip
-from warrior.common.ids import task_id
-from warrior.common.registry import Registry
-from warrior.common.runtime import DEADLETTER_KEY, Runtime
-from warrior.common.store import ObjectNotFound
-
-
-class CampaignError(RuntimeError):
-    """A campaign operation refused or failed; the message says why."""
-
-
-def wait_for_experts(registry: Registry, names: list[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        missing = sorted(set(names) - set(registry.experts()))
-        if not missing:
-            return
-        if time.monotonic() >= deadline:
-            live = ", ".join(sorted(registry.experts())) or "none"
-            raise CampaignError(f"unknown or unavailable experts: {', '.join(missing)} (registered now: {live})")
-        time.sleep(0.5)
 
 
 def start(rt: Runtime, app: Celery, config: CampaignConfig, *, experts_timeout_s: float = 60.0) -> str:
@@ -68,43 +51,11 @@ def resume(rt: Runtime, app: Celery, campaign: str, *, experts_timeout_s: float 
     With Redis's state lost too, the campaign is recreated from `runs/<campaign>/config.json`
     and re-driven from mining: each stage finds its records in the object store and moves on.
     """
-    state = CampaignState(rt.redis, campaign)
-    if not state.exists():
-        try:
-            data = rt.store.get_json(f"runs/{campaign}/config.json")
-        except ObjectNotFound:
-            raise CampaignError(
-                f"unknown campaign {campaign!r}: not in Redis and no runs/{campaign}/config.json in the store"
-            ) from None
-        config = parse_campaign_config(data, f"runs/{campaign}/config.json")
-        state.create(config.model_dump(mode="json"), config.mining.per_expert * len(config.experts))
-        for name in config.expert_names:
-            state.mark("roster", name)
+    state = restore(rt, campaign)
     config = state.campaign_config()
     wait_for_experts(rt.registry, config.expert_names, experts_timeout_s)
     state.set_status("running")
-    attempt = f"resume{state.next_resume()}"
-    sent = {"mine": 0, "screen": 0, "battle": 0, "score": 0, "collect": 0}
-
-    def send(stage: str, name: str, args: list[Any], *key: object) -> None:
-        app.send_task(name, args=args, task_id=task_id(stage, campaign, *key, attempt))
-        sent[stage] += 1
-
-    mine_done = state.members("mine_done")
-    for expert, index in ((e, i) for e in config.expert_names for i in range(config.mining.per_expert)):
-        if f"{expert}:{index}" not in mine_done:
-            send("mine", queues.TASK_MINE, [campaign, expert, index], expert, index)
-    for iid in sorted(state.members("mined") - state.members("screened")):
-        send("screen", queues.TASK_SCREEN, [campaign, iid], iid)
-    battled, scored = state.members("battled"), state.members("scored")
-    for iid in sorted(state.members("kept") - state.members("finished")):
-        if iid in scored:
-            send("collect", queues.TASK_COLLECT, [campaign, iid], iid)
-        elif iid in battled:
-            send("score", queues.TASK_SCORE, [campaign, iid], iid)
-        else:
-            send("battle", queues.TASK_BATTLE, [campaign, iid], iid)
-    return sent
+    return resend_unfinished(app, state, config, f"resume{state.next_resume()}")
 
 
 def cancel(rt: Runtime, campaign: str) -> None:
@@ -144,45 +95,7 @@ def progress_line(snap: dict[str, Any], elapsed: float) -> str:
     )
 
 
-def default_stall_s() -> float:
-    """No progress for this long means work was lost, not slow: twice the visibility timeout (by then
-    a killed worker's message is back in its queue), plus a minute."""
-    return 2 * float(os.environ.get("WARRIOR_VISIBILITY_TIMEOUT_S", "3600")) + 60
-
-
-def progress_marks(snap: dict[str, Any]) -> tuple[Any, ...]:
-    """What changes whenever any unit of work moves on."""
-    ins = snap["instructions"]
-    return (snap["mine"]["done"], ins["mined"], ins["screened"], ins["kept"], snap["battled"], snap["finished"],
-            snap["votes"], sum(snap["failures"].values()))  # fmt: skip
-
-
-class StallWatch:
-    """Re-sends a campaign's unfinished stages (`resume`) when it has made no progress for `stall_s`.
-
-    A message can be lost for good in rare cases the broker cannot cover (a worker killed between
-    taking a message off its queue and recording it as unacknowledged); every stage is idempotent and
-    reuses recorded calls, so re-sending costs nothing but the lost work.
-    """
-
-    def __init__(self, rt: Runtime, app: Celery, campaign: str, stall_s: float) -> None:
-        self.rt, self.app, self.campaign, self.stall_s = rt, app, campaign, stall_s
-        self.resumes = 0
-        self._marks: tuple[Any, ...] | None = None
-        self._since = time.monotonic()
-
-    def check(self, snap: dict[str, Any]) -> dict[str, int] | None:
-        """Given the latest snapshot, resume if stalled; what was re-sent, or None."""
-        marks = progress_marks(snap)
-        now = time.monotonic()
-        if marks != self._marks:
-            self._marks, self._since = marks, now
-            return None
-        if snap["done"] or now - self._since < self.stall_s:
-            return None
-        self._since = now
-        self.resumes += 1
-        return resume(self.rt, self.app, self.campaign)
+FINAL = ("finished", "build_failed")
 
 
 def wait(
@@ -191,18 +104,23 @@ def wait(
     *,
     timeout_s: float,
     interval_s: float = 2.0,
-    app: Celery | None = None,
-    stall_s: float | None = None,
+    until: str = "done",
 ) -> dict[str, Any]:
-    """Block until the campaign is done, printing progress to stderr; returns the final snapshot.
+    """Watch the campaign, printing progress to stderr; returns the final snapshot. Only watches:
+    re-sending stalled stages, finishing and building are the campaign controller's.
 
-    With `app`, a campaign without progress for `stall_s` (default: `default_stall_s()`) gets its
-    unfinished stages re-sent, as `warrior campaign resume` would."""
+    until="done": its work is done (every kept instruction battled, scored and collected).
+    until="finished": the controller has marked it finished, with its dataset built when asked
+    (CampaignError if the build failed).
+    """
     started = time.monotonic()
     state = CampaignState(rt.redis, campaign)
-    watch = StallWatch(rt, app, campaign, stall_s or default_stall_s()) if app is not None else None
     tty = sys.stderr.isatty()
-    last_line, last_print = "", 0.0
+    last_line, last_print, warned, told_building = "", 0.0, False, False
+
+    def say(text: str) -> None:
+        sys.stderr.write(("\n" if tty else "") + text + "\n")
+
     while True:
         snap = state.snapshot()
         elapsed = time.monotonic() - started
@@ -214,12 +132,15 @@ def wait(
             last_print = elapsed
         sys.stderr.flush()
         last_line = line
-        if snap["done"]:
-            if tty:
-                sys.stderr.write("\n")
-            if not state.cancelled():
-                state.set_status("finished")
-            return state.snapshot()
+        if until == "done" and snap["done"]:
+            break
+        if snap["status"] in FINAL:
+            if snap["status"] == "build_failed":
+                if tty:
+                    sys.stderr.write("\n")
+                error = snap["controller"].get("build", {}).get("error", "unknown error")
+                raise CampaignError(f"campaign {campaign!r}: its dataset could not be built: {error}")
+            break
         if state.cancelled():
             if tty:
                 sys.stderr.write("\n")
@@ -228,19 +149,19 @@ def wait(
             if tty:
                 sys.stderr.write("\n")
             raise CampaignError(f"campaign {campaign!r} not finished after {timeout_s:.0f}s: {line}")
-        if watch is not None:
-            try:
-                sent = watch.check(snap)
-            except CampaignError as exc:  # e.g. an expert of the roster is gone: keep waiting, say why
-                lead = "\n" if tty else ""
-                sys.stderr.write(f"{lead}no progress for {watch.stall_s:.0f}s; cannot resume: {exc}\n")
-            else:
-                if sent is not None:
-                    sys.stderr.write(
-                        f"{chr(10) if tty else ''}no progress for {watch.stall_s:.0f}s: re-sent the unfinished "
-                        f"stages ({', '.join(f'{k} {v}' for k, v in sent.items() if v) or 'none'})\n"
-                    )
+        if not warned and elapsed > 10 and leader(rt.redis) is None:
+            say(
+                "no campaign controller is running: nothing will re-send lost work, finish the campaign or build "
+                "its dataset (start the stack with `warrior up`, or deploy the chart's controller)"
+            )
+            warned = True
+        if snap["status"] == "building" and not told_building:
+            told_building = True
+            say(f"campaign {campaign!r} is complete: the controller is building its dataset")
         time.sleep(interval_s)
+    if tty:
+        sys.stderr.write("\n")
+    return state.snapshot()
 
 
 def finalize(app: Celery, campaign: str, timeout_s: float = 600.0) -> dict[str, Any]:

@@ -41,10 +41,10 @@ def run_demo(config_path: str, *, summary_path: str, timeout_s: float) -> dict[s
             f"{len(config.experts)} experts"
         )
         ops.start(rt, app, config)
-        snap = ops.wait(rt, campaign, timeout_s=timeout_s)
-        _say("building the dataset (final ratings, winners, immutable version)")
-        manifest = ops.build_dataset(app, campaign, config.dataset.name)
-        final = ops.finalize(app, campaign)
+        # The campaign controller finishes it: final ratings, winners, the immutable dataset version.
+        snap = ops.wait(rt, campaign, timeout_s=timeout_s, until="finished")
+        manifest = snap["controller"]["dataset"]
+        final = rt.store.get_json(manifest["ratings_key"])
         categories = Counter(ops.CampaignState(rt.redis, campaign).table("categories").values())
     finally:
         stack.down(echo=_say)

@@ -63,16 +63,20 @@ def cmd_campaign_start(args: argparse.Namespace) -> int:
     campaign = ops.start(rt, app, config, experts_timeout_s=args.experts_timeout)
     print(f"campaign {campaign} started", file=sys.stderr)
     if args.wait:
-        snap = ops.wait(rt, campaign, timeout_s=args.timeout, app=app, stall_s=args.stall)
-        _emit(
-            snap,
-            args.json,
-            f"campaign {campaign} finished: {snap['instructions']['kept']} kept, "
-            f"{snap['battles']} battles, {snap['votes']} votes",
-        )
+        snap = ops.wait(rt, campaign, timeout_s=args.timeout, until="finished")
+        _emit(snap, args.json, _finished_line(snap))
     else:
         print(campaign)
     return 0
+
+
+def _finished_line(snap: dict[str, Any]) -> str:
+    line = (f"campaign {snap['campaign']} finished: {snap['instructions']['kept']} kept, {snap['battles']} battles, "
+            f"{snap['votes']} votes")  # fmt: skip
+    dataset = snap["controller"].get("dataset")
+    if dataset:
+        line += f"; dataset {dataset['name']} version {dataset['version']} ({dataset['rows']} rows)"
+    return line
 
 
 def cmd_campaign_resume(args: argparse.Namespace) -> int:
@@ -82,11 +86,18 @@ def cmd_campaign_resume(args: argparse.Namespace) -> int:
     print(f"campaign {args.campaign} resumed: re-sent " + ", ".join(f"{k} {v}" for k, v in sent.items()),
           file=sys.stderr)  # fmt: skip
     if args.wait:
-        snap = ops.wait(rt, args.campaign, timeout_s=args.timeout, app=app, stall_s=args.stall)
-        _emit(snap, args.json, f"campaign {args.campaign} finished: {snap['instructions']['kept']} kept, "
-                               f"{snap['battles']} battles, {snap['votes']} votes")  # fmt: skip
+        snap = ops.wait(rt, args.campaign, timeout_s=args.timeout, until="finished")
+        _emit(snap, args.json, _finished_line(snap))
     else:
         _emit({"campaign": args.campaign, "sent": sent}, args.json, args.campaign)
+    return 0
+
+
+def cmd_campaign_watch(args: argparse.Namespace) -> int:
+    rt = _rt()
+    campaign = ops.resolve_campaign(rt, args.campaign)
+    snap = ops.wait(rt, campaign, timeout_s=args.timeout, until="finished")
+    _emit(snap, args.json, _finished_line(snap))
     return 0
 
 
@@ -305,14 +316,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 def _add_wait_options(p: argparse.ArgumentParser) -> None:
-    """What `campaign start` and `campaign resume` share: waiting for the end, and recovering a stall."""
-    p.add_argument("--wait", action="store_true", help="follow progress until the campaign is done")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    """What `campaign start` and `campaign resume` share: returning at once, or watching to the end."""
     p.add_argument(
-        "--stall", type=float, default=None, metavar="S",
-        help="with --wait: re-send the unfinished stages (as `campaign resume`) after S seconds without progress "
-        "(default: twice WARRIOR_VISIBILITY_TIMEOUT_S plus 60)",
+        "--wait", action="store_true",
+        help="watch progress until the campaign controller marks the campaign finished (its dataset built, unless "
+        "the config's controller.build_dataset is false); the controller, not this command, re-sends stalled "
+        "stages and builds the dataset, so interrupting --wait stops nothing",
     )  # fmt: skip
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
     p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the roster to register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -348,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("campaign", help="campaign id")
     _add_wait_options(p)
     p.set_defaults(func=cmd_campaign_resume)
+    p = camp.add_parser(
+        "watch", help="follow a campaign until the controller marks it finished (what `start --wait` does)"
+    )
+    p.add_argument("campaign", nargs="?", help="campaign id (default: the newest)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_campaign_watch)
     p = camp.add_parser("cancel", help="stop a campaign cleanly (queued tasks end without work)")
     p.add_argument("campaign", help="campaign id")
     p.set_defaults(func=cmd_campaign_cancel)

@@ -1,4 +1,5 @@
-"""The local stack: an embedded Redis, one expert-inference process per expert, one Celery worker per service.
+"""The local stack: an embedded Redis, one expert-inference process per expert, one Celery worker per
+service, and the campaign controller.
 
 `up` records every process it starts in `<home>/stack.json`; `down` stops exactly those.
 """
@@ -42,7 +43,7 @@ class StackError(RuntimeError):
 @dataclass
 class Proc:
     name: str
-    kind: str  # redis | expert | worker
+    kind: str  # redis | expert | worker | controller
     pid: int
     log: str
     argv: list[str] = field(default_factory=list)  # how to start it again (`restart`)
@@ -189,8 +190,10 @@ class LocalStack:
         echo: Any = print,
         worker_replicas: int = 1,
         services: tuple[str, ...] = ARENA_SERVICES,
+        controller: bool = True,
     ) -> dict[str, Any]:
-        """Start what the config needs, with `worker_replicas` Celery workers per service."""
+        """Start what the config needs, with `worker_replicas` Celery workers per service and,
+        unless `controller` is False, the campaign controller."""
         if self.running():
             raise StackError(f"the local stack is already up (see {self.state_file}); run `warrior down` first")
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -234,6 +237,12 @@ class LocalStack:
                     echo(f"starting worker {name} (queues {', '.join(service_queues)})")
                     procs.append(self._spawn(f"worker-{name}", "worker", argv, env))
                     self._write(procs, shown)
+            if controller:
+                # The campaign controller: re-sends stalled stages, finishes campaigns, builds their datasets.
+                echo("starting the campaign controller")
+                argv = [_bin("warrior-controller"), "--interval", "1", "--identity", f"local-{os.getpid()}"]
+                procs.append(self._spawn("controller", "controller", argv, env))
+                self._write(procs, shown)
             self._wait_ready(procs, [e.name for e in served], timeout_s, echo)
         except BaseException:
             self.down(echo=lambda *_: None)
@@ -278,13 +287,13 @@ class LocalStack:
 
     # -- stop -----------------------------------------------------------------------------
     def down(self, *, timeout_s: float = 20.0, echo: Any = print) -> list[str]:
-        """Stop every process `up` started: experts first (they deregister), then workers, then Redis."""
+        """Stop every process `up` started: the controller, experts (they deregister), workers, then Redis."""
         state = self.read()
         if not state:
             echo("the local stack is not running")
             return []
         procs = [Proc(**p) for p in state["processes"]]
-        order = {"expert": 0, "worker": 1, "redis": 2}
+        order = {"controller": 0, "expert": 1, "worker": 2, "redis": 3}
         stopped = []
         for kind in sorted({p.kind for p in procs}, key=order.__getitem__):
             group = [p for p in procs if p.kind == kind and _alive(p.pid)]

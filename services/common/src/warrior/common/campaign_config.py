@@ -295,6 +295,16 @@ class MatchmakingConfig(_Strict):
     bootstrap_rounds: int = Field(50, ge=10, le=1000)  # for the interval that decides when it is rated
 
 
+class ControllerConfig(_Strict):
+    """What the campaign controller does for this campaign while nobody watches it."""
+
+    # When the campaign completes: compute the final ratings and build the `dataset` version.
+    build_dataset: bool = True
+    # No progress for this many seconds re-sends the unfinished stages (None: twice the broker's
+    # visibility timeout plus a minute, by when a killed worker's message is back in its queue anyway).
+    stall_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+
+
 class CampaignConfig(_Strict):
     campaign: str | None = None
     # Units cycle through the languages, each language taking one full pass over the sampling grid.
@@ -308,6 +318,7 @@ class CampaignConfig(_Strict):
     battle: BattleConfig = BattleConfig()
     scoring: ScoringConfig = ScoringConfig()
     dataset: DatasetConfig = DatasetConfig()
+    controller: ControllerConfig = ControllerConfig()
 
     @field_validator("campaign")
     @classmethod

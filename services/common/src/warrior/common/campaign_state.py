@@ -64,6 +64,13 @@ class CampaignState:
         """The validated config; a campaign's config never changes, so each process parses it once."""
         return _parsed_config(self._r, self.campaign)
 
+    def status(self) -> str:
+        """running, building (the controller builds its dataset), finished, build_failed or cancelled."""
+        value = self._r.hget(self._k("meta"), "status")
+        if value is None:
+            raise KeyError(f"unknown campaign {self.campaign!r}")
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     def set_status(self, status: str) -> None:
         self._r.hset(self._k("meta"), "status", status)
 
@@ -142,6 +149,8 @@ class CampaignState:
             "failure_examples": dict(sorted(failures_raw.items())[:10]),
             "counters": counters,
             "timing": timing,
+            # What the campaign controller did: progress watch, re-sends, the dataset it built.
+            "controller": self.table("controller"),
         }
         snap["done"] = self._done(snap)
         return snap

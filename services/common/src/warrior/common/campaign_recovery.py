@@ -1,0 +1,108 @@
+"""Bringing a campaign back on track: re-send the first unfinished stage of every unit of work.
+
+Shared by `warrior campaign resume` (an operator's command) and the campaign controller (which
+re-sends the stages of a campaign that stopped moving). Every stage skips what its records say is
+done and reuses recorded model calls, so re-sending costs nothing but the lost work.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Celery
+
+from warrior.common import queues
+from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
+from warrior.common.campaign_state import CampaignState
+from warrior.common.ids import task_id
+from warrior.common.registry import Registry
+from warrior.common.runtime import Runtime
+from warrior.common.store import ObjectNotFound
+
+STAGES = ("mine", "screen", "battle", "score", "collect")
+
+
+class CampaignError(RuntimeError):
+    """A campaign operation refused or failed; the message says why."""
+
+
+def missing_experts(registry: Registry, names: list[str]) -> list[str]:
+    """The experts of `names` with no live replica now."""
+    return sorted(set(names) - set(registry.experts()))
+
+
+def wait_for_experts(registry: Registry, names: list[str], timeout_s: float) -> None:
+    """Return once every named expert has a live replica; CampaignError naming the missing ones after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = missing_experts(registry, names)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            live = ", ".join(sorted(registry.experts())) or "none"
+            raise CampaignError(f"unknown or unavailable experts: {', '.join(missing)} (registered now: {live})")
+        time.sleep(0.5)
+
+
+def restore(rt: Runtime, campaign: str) -> CampaignState:
+    """The campaign's state; with Redis's state lost, recreated from `runs/<campaign>/config.json`
+    (each stage then finds its records in the object store and moves on)."""
+    state = CampaignState(rt.redis, campaign)
+    if state.exists():
+        return state
+    try:
+        data = rt.store.get_json(f"runs/{campaign}/config.json")
+    except ObjectNotFound:
+        raise CampaignError(
+            f"unknown campaign {campaign!r}: not in Redis and no runs/{campaign}/config.json in the store"
+        ) from None
+    config = parse_campaign_config(data, f"runs/{campaign}/config.json")
+    state.create(config.model_dump(mode="json"), config.mining.per_expert * len(config.experts))
+    for name in config.expert_names:
+        state.mark("roster", name)
+    return state
+
+
+def resend_unfinished(app: Celery, state: CampaignState, config: CampaignConfig, attempt: str) -> dict[str, int]:
+    """Send the first unfinished stage of every unit of work again; how many of each stage were sent.
+
+    `attempt` names the tasks (`task_id(stage, campaign, ..., attempt)`), so a re-send is not taken
+    for a duplicate of the message it replaces."""
+    campaign = state.campaign
+    sent = dict.fromkeys(STAGES, 0)
+
+    def send(stage: str, name: str, args: list[Any], *key: object) -> None:
+        app.send_task(name, args=args, task_id=task_id(stage, campaign, *key, attempt))
+        sent[stage] += 1
+
+    mine_done = state.members("mine_done")
+    for expert, index in ((e, i) for e in config.expert_names for i in range(config.mining.per_expert)):
+        if f"{expert}:{index}" not in mine_done:
+            send("mine", queues.TASK_MINE, [campaign, expert, index], expert, index)
+    for iid in sorted(state.members("mined") - state.members("screened")):
+        send("screen", queues.TASK_SCREEN, [campaign, iid], iid)
+    battled, scored = state.members("battled"), state.members("scored")
+    for iid in sorted(state.members("kept") - state.members("finished")):
+        if iid in scored:
+            send("collect", queues.TASK_COLLECT, [campaign, iid], iid)
+        elif iid in battled:
+            send("score", queues.TASK_SCORE, [campaign, iid], iid)
+        else:
+            send("battle", queues.TASK_BATTLE, [campaign, iid], iid)
+    return sent
+
+
+def default_stall_s() -> float:
+    """No progress for this long means work was lost, not slow: twice the visibility timeout (by then
+    a killed worker's message is back in its queue), plus a minute."""
+    return 2 * float(os.environ.get("WARRIOR_VISIBILITY_TIMEOUT_S", "3600")) + 60
+
+
+def progress_marks(snap: dict[str, Any]) -> list[Any]:
+    """What changes whenever any unit of work moves on."""
+    ins = snap["instructions"]
+    backfills = snap["backfills"]
+    return [snap["mine"]["done"], ins["mined"], ins["screened"], ins["kept"], snap["battled"], snap["finished"],
+            snap["votes"], sum(snap["failures"].values()), backfills["sent"], backfills["done"]]  # fmt: skip

@@ -1,0 +1,159 @@
+"""One reconciling pass over every campaign that is not over yet.
+
+A campaign moves `running` -> `building` -> `finished` (or `build_failed`); `cancelled` campaigns are
+left alone until `warrior campaign resume` sets them running again. Everything the controller knows
+lives in Redis (the campaign's `controller` table), not in the process, so a standby that takes the
+lead mid-way carries on where the old leader stopped:
+
+- running, work not done: when none of the campaign's progress marks moved for its stall window, the
+  unfinished stages are re-sent (as `warrior campaign resume` would), unless an expert of its roster is
+  gone, which is recorded and waited for.
+- running, work done: `building` when the campaign asks for its dataset (`controller.build_dataset`),
+  else `finished`.
+- building: the final ratings (`warrior.finalize`), then the dataset version (`warrior.dataset.build`),
+  each sent as a task under a deterministic id and read back from the result backend on later passes;
+  a task whose result does not come within the stall window is sent again, a failed one is retried up
+  to `BUILD_ATTEMPTS` times, then the campaign is `build_failed` with the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from warrior.common import queues
+from warrior.common.campaign_config import CampaignConfig
+from warrior.common.campaign_recovery import default_stall_s, missing_experts, progress_marks, resend_unfinished
+from warrior.common.campaign_state import CampaignState, list_campaigns
+from warrior.common.ids import task_id
+from warrior.common.runtime import Runtime
+
+log = logging.getLogger("warrior.controller")
+
+ACTIVE = ("running", "building")
+BUILD_ATTEMPTS = 3
+RESENDS_KEPT = 20  # the newest re-sends shown in `warrior status --json`
+
+
+class CampaignController:
+    """Drives campaigns to their end; `reconcile_all` is one pass, safe to repeat and to interrupt."""
+
+    def __init__(self, rt: Runtime, app: Celery, *, clock: Callable[[], float] = time.time) -> None:
+        self.rt, self.app, self.clock = rt, app, clock
+
+    def reconcile_all(self, still_leader: Callable[[], bool] = lambda: True) -> dict[str, str]:
+        """Reconcile each active campaign; what was done to each (stops early once leadership is lost)."""
+        actions: dict[str, str] = {}
+        for campaign in list_campaigns(self.rt.redis):
+            state = CampaignState(self.rt.redis, campaign)
+            try:
+                status = state.status()
+            except KeyError:  # listed but its state is gone (Redis flushed): `resume` restores it
+                continue
+            if status not in ACTIVE:
+                continue
+            if not still_leader():
+                break
+            try:
+                actions[campaign] = self.reconcile(state)
+            except Exception as exc:  # one broken campaign must not stop the others
+                log.exception("campaign %s: reconcile failed", campaign)
+                state.put("controller", "error", f"{type(exc).__name__}: {exc}"[:500])
+                actions[campaign] = "error"
+        return actions
+
+    def reconcile(self, state: CampaignState) -> str:
+        config = state.campaign_config()
+        if state.status() == "building":
+            return self._build(state, config)
+        snap = state.snapshot()
+        if snap["done"]:
+            if config.controller.build_dataset:
+                state.set_status("building")
+                log.info("campaign %s: complete; building dataset %s", state.campaign, config.dataset.name)
+                return self._build(state, config)
+            state.set_status("finished")
+            log.info("campaign %s: finished", state.campaign)
+            return "finished"
+        return self._watch_progress(state, config, snap)
+
+    # -- stalls ------------------------------------------------------------------------------
+    def _watch_progress(self, state: CampaignState, config: CampaignConfig, snap: dict[str, Any]) -> str:
+        now = self.clock()
+        marks = progress_marks(snap)
+        progress = state.table("controller").get("progress")
+        if progress is None or progress["marks"] != marks:
+            state.put("controller", "progress", {"marks": marks, "since": now})
+            return "progressing"
+        stall_s = config.controller.stall_s or default_stall_s()
+        if now - float(progress["since"]) < stall_s:
+            return "waiting"
+        missing = missing_experts(self.rt.registry, config.expert_names)
+        if missing:
+            state.put("controller", "waiting_for", {"experts": missing, "since": progress["since"], "at": now})
+            return "waiting-for-experts"
+        attempt = f"controller{state.next_resume()}"
+        sent = resend_unfinished(self.app, state, config, attempt)
+        state.put("controller", "progress", {"marks": marks, "since": now})
+        resends = state.table("controller").get("resends", [])[-(RESENDS_KEPT - 1) :]
+        resends.append({"at": now, "stalled_s": round(now - progress["since"], 1), "sent": sent})
+        state.put("controller", "resends", resends)
+        state.incr("controller_resends")
+        log.info("campaign %s: no progress for %.0fs; re-sent %s", state.campaign, now - progress["since"], sent)
+        return "resent"
+
+    # -- finalize and build ------------------------------------------------------------------
+    def _build(self, state: CampaignState, config: CampaignConfig) -> str:
+        now = self.clock()
+        table = state.table("controller")
+        build = table.get("build") or {"attempt": 0}
+        stall_s = config.controller.stall_s or default_stall_s()
+        step = build.get("step")
+        if step is None:
+            return self._send(state, build | {"attempt": build["attempt"] + 1}, "finalize", now)
+        result = AsyncResult(build["task"], app=self.app)
+        if not result.ready():
+            if now - float(build["sent_at"]) > stall_s:  # the message or its worker was lost
+                log.info("campaign %s: no %s result after %.0fs; sending it again", state.campaign, step,
+                         now - build["sent_at"])  # fmt: skip
+                return self._send(state, build | {"resent": build.get("resent", 0) + 1}, step, now)
+            return f"{step}-pending"
+        if not result.successful():
+            error = f"{step}: {type(result.result).__name__}: {result.result}"[:500]
+            if build["attempt"] >= BUILD_ATTEMPTS:
+                state.put("controller", "build", build | {"error": error})
+                state.set_status("build_failed")
+                log.error("campaign %s: %s failed %d times: %s", state.campaign, step, build["attempt"], error)
+                return "build-failed"
+            log.warning("campaign %s: %s failed (%s); retrying", state.campaign, step, error)
+            return self._send(state, {"attempt": build["attempt"] + 1, "last_error": error}, "finalize", now)
+        value = dict(result.result)
+        if step == "finalize":
+            return self._send(state, build | {"ratings_key": value["ratings_key"]}, "build", now)
+        state.put("controller", "dataset", {
+            "name": value["name"], "version": value["version"], "rows": value["rows"],
+            "uri": f"datasets/{value['name']}/{value['version']}/", "ratings_key": build["ratings_key"],
+        })  # fmt: skip
+        state.put("controller", "build", build | {"step": "done", "finished_at": now})
+        state.set_status("finished")
+        log.info("campaign %s: finished; dataset %s version %s (%d rows)", state.campaign, value["name"],
+                 value["version"], value["rows"])  # fmt: skip
+        return "built"
+
+    def _send(self, state: CampaignState, build: dict[str, Any], step: str, now: float) -> str:
+        campaign = state.campaign
+        key = (build["attempt"], build.get("resent", 0))
+        if step == "finalize":
+            tid = task_id("finalize", campaign, *key)
+            self.app.send_task(queues.TASK_FINALIZE, args=[campaign], task_id=tid)
+        else:
+            name = state.campaign_config().dataset.name
+            tid = task_id("build", campaign, *key)
+            self.app.send_task(queues.TASK_BUILD, args=[campaign, name, build["ratings_key"]], task_id=tid)
+        state.put("controller", "build", build | {"step": step, "task": tid, "sent_at": now})
+        return f"{step}-sent"
