@@ -1,17 +1,21 @@
 """OpenAICompatibleEngine: fronts an existing OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp's server).
 
 Completions go to `/v1/completions`, chats to `/v1/chat/completions` (the backend applies its own
-chat template, so `info.native_chat` is True), and candidate scoring reads the top log-probabilities
-of one generated token.
+chat template, so `info.native_chat` is True), and candidate scoring reads the prompt log-probabilities
+the backend echoes for the context followed by the whole candidate.
 
 What the HTTP API cannot tell us, and how the engine copes:
 
 * Tokenisation is the backend's. `bos_token`/`eos_token` are "" (the backend adds its own BOS to a
   string prompt) and `stop_strings` is (): the backend stops at the model's end-of-turn token by
   itself, but text rendered with `info.chat_template` and sent to `/v1/completions` gets no extra stops.
-* Scoring sees only the top-20 tokens of the first position. A candidate is scored by its first
-  token only (see `score`), so candidate log-probabilities are exact only for one-token candidates,
-  and scoring needs the rendered prompt: `candidate_logprobs` is advertised only with a chat template.
+* Scoring sends context + candidate to `/v1/completions` with `echo` and `logprobs` and sums the
+  log-probabilities of the tokens that cover the candidate (see `candidate_logprob`), so "1" and "10"
+  are told apart. The backend's tokenizer is unknown here: a token that straddles the end of the
+  context counts with the candidate's. A backend that does not echo prompt log-probabilities
+  (llama.cpp's C++ server) cannot score: the request is refused (serve such a model without
+  --chat-template-file, or judge with judge_mode: text). Scoring needs the rendered prompt:
+  `candidate_logprobs` is advertised only with a chat template.
 * `context_length` is the server's `max_model_len` from `/v1/models` where it reports one (vLLM,
   SGLang), else 0 (unknown).
 * Sampling seed 0 means "unset" (as in the gRPC contract) and is not sent, so sampled requests differ.
@@ -37,7 +41,6 @@ from warrior.expert_inference.engine import (
     SamplingSpec,
 )
 
-TOP_LOGPROBS = 20
 _MESSAGE_CHARS = 300
 _DISCOVERY_TIMEOUT_S = 10.0
 
@@ -133,58 +136,57 @@ def _generated(data: dict[str, Any], text: Any, finish_reason: Any) -> Generated
     )
 
 
-def _top_logprobs(choice: dict[str, Any]) -> dict[str, float]:
-    """Token text -> log-probability at the first generated position, from either logprobs shape.
+def _tail_tokens(tokens: list[str], choice_text: Any, prompt: str, candidate: str) -> int | None:
+    """How many echoed tokens end the prompt: all of them, or all but the generated token(s) after it.
 
-    Legacy completions (OpenAI, vLLM, llama-cpp-python): {"tokens", "token_logprobs", "top_logprobs": [{tok: lp}]}.
-    Chat-style (llama.cpp's C++ server): {"content": [{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]}.
+    Servers differ: vLLM lists the generated token after the prompt's, llama-cpp-python does not, and
+    an end-of-sequence token may be listed by name while the text leaves it out.
+    """
+    joined = "".join(tokens)
+    generated = choice_text[len(prompt) :] if isinstance(choice_text, str) and choice_text.startswith(prompt) else ""
+    if generated and joined.endswith(candidate + generated):
+        kept, dropped = len(tokens), 0
+        while kept and dropped < len(generated):
+            kept -= 1
+            dropped += len(tokens[kept])
+        return kept if dropped == len(generated) else None
+    if joined.endswith(candidate):
+        return len(tokens)
+    if len(tokens) > 1 and joined[: -len(tokens[-1]) or None].endswith(candidate):
+        return len(tokens) - 1
+    return None
+
+
+def candidate_logprob(choice: dict[str, Any], prompt: str, candidate: str) -> tuple[float, int] | None:
+    """(sum of log-probabilities, token count) of the echoed prompt tokens that spell the candidate.
+
+    `choice` is a completions choice for `prompt` (the context, then the candidate) asked with echo
+    and logprobs ({"tokens", "token_logprobs"}). The candidate ends the prompt, so its tokens are found
+    from the end, by their text: every token that covers part of it counts, one straddling the end
+    of the context too. (The servers' `text_offset` cannot be trusted: some count special tokens as
+    empty.) None when the backend did not echo the prompt's log-probabilities.
     """
     logprobs = choice.get("logprobs")
-    table: dict[str, float] = {}
     if not isinstance(logprobs, dict):
-        return table
-    top = logprobs.get("top_logprobs")
-    if isinstance(top, list) and top and isinstance(top[0], dict):
-        table.update({str(k): float(v) for k, v in top[0].items() if isinstance(v, int | float)})
-        tokens, lps = logprobs.get("tokens"), logprobs.get("token_logprobs")
-        if isinstance(tokens, list) and isinstance(lps, list) and tokens and isinstance(lps[0], int | float):
-            table.setdefault(str(tokens[0]), float(lps[0]))
-    content = logprobs.get("content")
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        first = content[0]
-        entries = first.get("top_logprobs")
-        for entry in [first, *(entries if isinstance(entries, list) else [])]:
-            if isinstance(entry, dict) and isinstance(entry.get("logprob"), int | float):
-                table.setdefault(str(entry.get("token", "")), float(entry["logprob"]))
-    return {token: lp for token, lp in table.items() if not math.isnan(lp)}
-
-
-def _logsumexp(values: list[float]) -> float:
-    high = max(values)
-    if high == -math.inf:
-        return high
-    return high + math.log(sum(math.exp(v - high) for v in values))
-
-
-def score_from_top(table: dict[str, float], candidate: str) -> tuple[float, int]:
-    """(log-probability, 1) of a candidate's first token, from the top tokens of the first position.
-
-    Tokens equal to the candidate, with or without leading whitespace ("A" and " A"), are summed.
-    Otherwise the longest top token that is a prefix of the candidate stands for its first token
-    (a multi-token candidate is scored by its first token only). A candidate with neither gets the
-    lowest listed log-probability minus ln 2: its true value is unknown and at most that lowest one,
-    and this keeps it below every listed token.
-    """
-    bare = candidate.lstrip()
-    exact = [lp for token, lp in table.items() if token == candidate or (bare and token.lstrip() == bare)]
-    if exact:
-        return _logsumexp(exact), 1
-    prefixes = [
-        (len(token.lstrip()), lp) for token, lp in table.items() if token.strip() and bare.startswith(token.lstrip())
-    ]
-    if prefixes:
-        return max(prefixes)[1], 1
-    return min(table.values()) - math.log(2.0), 1
+        return None
+    tokens, lps = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(lps, list) or len(tokens) != len(lps) or not candidate:
+        return None
+    texts = [str(t) for t in tokens]
+    end = _tail_tokens(texts, choice.get("text"), prompt, candidate)
+    if end is None:
+        return None
+    total, count, covered = 0.0, 0, 0
+    for i in range(end - 1, -1, -1):
+        if covered >= len(candidate):
+            break
+        lp = lps[i]
+        if not isinstance(lp, int | float) or math.isnan(lp):
+            return None  # the first prompt token has none: the candidate must follow a context
+        total += float(lp)
+        count += 1
+        covered += len(texts[i])
+    return (total, count) if covered >= len(candidate) else None
 
 
 class OpenAICompatibleEngine:
@@ -344,13 +346,21 @@ class OpenAICompatibleEngine:
         return _generated(data, content, choice.get("finish_reason"))
 
     async def score(self, context: str, candidates: list[str]) -> list[tuple[float, int]]:
-        """First-token log-probabilities from one greedy token with the top-20 alternatives; see score_from_top."""
-        body = {"model": self.model, "prompt": context, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
+        """Each candidate's whole log-probability after the context, from the prompt log-probabilities the
+        backend echoes for context + candidate (one request per candidate); see candidate_logprob."""
+        return list(await asyncio.gather(*(self._score_one(context, c) for c in candidates)))
+
+    async def _score_one(self, context: str, candidate: str) -> tuple[float, int]:
+        text = context + candidate
+        body = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": True}
         data = await self._post("/v1/completions", body)
-        table = _top_logprobs(_first_choice(data, self.base_url))
-        if not table:
-            raise EngineRequestError(f"{self.base_url} returned no log-probabilities for model {self.model!r}")
-        return [score_from_top(table, c) for c in candidates]
+        scored = candidate_logprob(_first_choice(data, self.base_url), text, candidate)
+        if scored is None:
+            raise EngineRequestError(
+                f"{self.base_url} returned no prompt log-probabilities for model {self.model!r} (echo with "
+                "logprobs): it cannot score candidates; judge and rate in text mode"
+            )
+        return scored
 
     async def aclose(self) -> None:
         client, self._client, self._slots, self._loop = self._client, None, None, None
