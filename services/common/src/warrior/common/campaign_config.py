@@ -293,6 +293,11 @@ class MatchmakingConfig(_Strict):
     open_roster: bool = True  # any expert that registers while the campaign runs joins it
     batch: int = Field(8, ge=1, le=1000)  # earlier instructions a newcomer battles per round
     bootstrap_rounds: int = Field(50, ge=10, le=1000)  # for the interval that decides when it is rated
+    roster_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="with `open_roster`, only experts whose labels (`--label`, `WARRIOR_EXPERT_LABELS`) include all "
+        "of these join; none: any expert. An expert labelled `role=eval` never joins",
+    )
 
 
 class ControllerConfig(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -32,10 +33,41 @@ class ExpertRecord(BaseModel):
     # "serving", or "draining" between SIGTERM and deregistration.
     state: str = "serving"
     capabilities: dict[str, bool] = Field(default_factory=dict)
+    # The replica's labels (`--label`, WARRIOR_EXPERT_LABELS): a campaign with an open roster takes in
+    # only experts matching its matchmaking.roster_selector, and never one labelled role=eval.
+    labels: dict[str, str] = Field(default_factory=dict)
     pid: int = 0
     host: str = ""
     started_at: float = 0.0
     heartbeat_at: float = 0.0
+
+
+# The label of an expert registered only to be evaluated: it never joins a campaign's open roster.
+EVAL_ONLY_LABEL = ("role", "eval")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`key=value` pairs, comma separated ("role=eval,pool=paper"); ValueError names a malformed one."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _LABEL.match(key) or (value and not _LABEL.match(value)):
+            raise ValueError(
+                f"label {item!r} must be key=value (letters, digits, '.', '_', '-', '/'; at most 63 characters each)"
+            )
+        labels[key] = value
+    return labels
+
+
+def joins_open_roster(replicas: list[ExpertRecord], selector: dict[str, str]) -> bool:
+    """Whether an expert with these serving replicas joins a campaign's open roster: every replica
+    carries every label of the selector, and none is labelled role=eval."""
+    key, value = EVAL_ONLY_LABEL
+    return bool(replicas) and all(
+        r.labels.get(key) != value and all(r.labels.get(k) == v for k, v in selector.items()) for r in replicas
+    )
 
 
 class Registry:

@@ -37,7 +37,7 @@ from warrior.common.chat_template import (
 )
 from warrior.common.expert_client import CALL_KEY_HEADER
 from warrior.common.redis_client import connect, connect_async
-from warrior.common.registry import ExpertRecord, Registry
+from warrior.common.registry import ExpertRecord, Registry, parse_labels
 from warrior.common.security import SecurityConfigError, ServerSecurity
 from warrior.common.settings import Settings
 from warrior.expert_inference.answer_cache import DEFAULT_TTL_S, TIMEOUT_S, SharedAnswers
@@ -458,6 +458,7 @@ async def serve(args: argparse.Namespace) -> None:
             engine=info.engine,
             capacity=info.capacity,
             capabilities=info.capabilities,
+            labels=args.labels,
             pid=os.getpid(),
             host=socket.gethostname(),
             started_at=time.time(),
@@ -567,6 +568,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port-file", help="write host:port here once serving")
     parser.add_argument("--no-register", action="store_true", help="serve without registering in Redis")
     parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of this replica in the registry (repeatable; added to $WARRIOR_EXPERT_LABELS, e.g. "
+        "'role=eval,pool=paper'): a campaign with an open roster takes in only experts matching its "
+        "matchmaking.roster_selector, and never one labelled role=eval",
+    )
+    parser.add_argument(
         "--drain-s", type=float, default=10.0, help="on SIGTERM, seconds to let requests in flight finish (default 10)"
     )
     parser.add_argument(
@@ -579,6 +589,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "server answers from memory alone",
     )
     args = parser.parse_args(argv)
+    try:
+        args.labels = parse_labels(os.environ.get("WARRIOR_EXPERT_LABELS", "")) | parse_labels(",".join(args.label))
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.parallel < 1:
         parser.error(f"--parallel={args.parallel} must be at least 1")
     if args.health_port is not None and not 1 <= args.health_port <= 65535:

@@ -14,6 +14,7 @@ from warrior.common.ids import content_hash
 from warrior.common.ledger import CallLedger
 from warrior.common.model_info import expert_model
 from warrior.common.records import instruction_key, screening_key
+from warrior.common.registry import joins_open_roster
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
 from warrior.instruction_miner.benchmark_index import contamination_index, embedding_index
@@ -133,9 +134,14 @@ def _on_topic(state: CampaignState, iid: str, text: str) -> tuple[str | None, di
 
 
 def _raters(rt: Runtime, state: CampaignState, attacker: str) -> list[str]:
-    """Every live expert of the campaign but the instruction's author."""
-    roster = set(state.campaign_config().expert_names) | state.members("roster")
-    return sorted(name for name in roster if name != attacker and rt.registry.resolve(name))
+    """Every live expert of the campaign but the instruction's author: its configured experts, and those
+    that joined its open roster and still match its roster selector (never one labelled role=eval)."""
+    config = state.campaign_config()
+    live = rt.registry.experts()
+    selector = config.matchmaking.roster_selector
+    joined = {name for name in state.members("roster") if joins_open_roster(live.get(name, []), selector)}
+    roster = set(config.expert_names) | joined
+    return sorted(name for name in roster if name != attacker and live.get(name))
 
 
 def _quality(rt: Runtime, state: CampaignState, record: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from warrior.common.battles import battle_key
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.records import instruction_key, load_screening
+from warrior.common.registry import joins_open_roster
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
 from warrior.common.verification import execution_stats
@@ -17,13 +18,17 @@ from warrior.judge.battle import run_backfill, run_battle
 def roster(rt: Runtime, state: CampaignState, config: CampaignConfig) -> tuple[list[str], list[str]]:
     """The campaign's roster now, and the experts that joined it just now.
 
-    With an open roster, any expert registered in the registry joins the campaign the first time a
+    With an open roster, an expert registered in the registry whose labels match the campaign's
+    matchmaking.roster_selector (and that is not labelled role=eval) joins the campaign the first time a
     battle sees it; the first battle to add it reports it as a newcomer (exactly once).
     """
     newcomers = []
     if config.matchmaking.open_roster:
-        for name in sorted(rt.registry.experts()):
-            if name not in config.expert_names and state.mark("roster", name):
+        selector = config.matchmaking.roster_selector
+        for name, replicas in sorted(rt.registry.experts().items()):
+            if name in config.expert_names or not joins_open_roster(replicas, selector):
+                continue
+            if state.mark("roster", name):
                 newcomers.append(name)
     return sorted(state.members("roster") | set(config.expert_names)), newcomers
 
