@@ -43,8 +43,24 @@ def _experts(docs: list[Doc]) -> list[Doc]:
     return [d for d in of_kind(docs, "Deployment") if is_expert(d)]
 
 
+def _component(doc: Doc) -> str:
+    return str(doc["metadata"]["labels"].get("app.kubernetes.io/component", ""))
+
+
 def _callers(docs: list[Doc]) -> list[Doc]:
-    return [d for d in docs if d["kind"] in ("Deployment", "Job") and not is_expert(d)]
+    """The pods that call experts: every Deployment and Job but the experts and the campaign controller."""
+    return [
+        d for d in docs if d["kind"] in ("Deployment", "Job") and not is_expert(d) and _component(d) != "controller"
+    ]
+
+
+def test_the_controller_holds_no_grpc_credential() -> None:
+    """The campaign controller calls no expert: it gets neither the token nor the client certificate."""
+    docs = render(MINIMAL, {"grpc": {"tls": {**MTLS, "serverName": "warrior-expert"}, "token": TOKEN}})
+    (controller,) = [d for d in docs if d["kind"] == "Deployment" and _component(d) == "controller"]
+    env = _env(containers(controller)[0])
+    assert not [name for name in env if name.startswith(SECURITY_VARS)]
+    assert not _secret_files(controller, containers(controller)[0])
 
 
 def _env(container: Doc) -> dict[str, Doc]:

@@ -35,7 +35,7 @@ log = logging.getLogger("warrior.controller")
 def alive_file() -> Path:
     """Touched on every pass of the loop; `--health` reads its age."""
     return Path(
-        os.environ.get("WARRIOR_CONTROLLER_ALIVE_FILE", Path(tempfile.gettempdir()) / "warrior-controller.alive")
+        os.environ.get("WARRIOR_CONTROLLER_ALIVE_PATH", Path(tempfile.gettempdir()) / "warrior-controller.alive")
     )
 
 
