@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo calibrate flywheel-demo chaos hostile test lint typecheck clean images chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo calibrate flywheel-demo chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,25 +78,26 @@ docs: ## regenerate the configuration reference (docs/configuration.md, the READ
 
 REGISTRY ?=
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-IMAGES := common=services/common/Dockerfile \
-  executor=services/executor/Dockerfile \
-  expert-inference=services/expert_inference/Dockerfile \
-  expert-inference-gpu=services/expert_inference/Dockerfile.gpu \
-  instruction-miner=services/instruction_miner/Dockerfile \
-  judge=services/judge/Dockerfile \
-  scorer=services/scorer/Dockerfile \
-  dataset-builder=services/dataset_builder/Dockerfile \
-  trainer=services/trainer/Dockerfile \
-  trainer-gpu=services/trainer/Dockerfile.gpu \
-  cli=services/cli/Dockerfile
+# The images: one per services/*/Dockerfile* (warrior-<service>, warrior-<service>-gpu), listed by
+# scripts/images.py, so a new service's Dockerfile needs no edit here. Docker builds them where an engine
+# answers; else buildah (apt-get installs it, and mmdebstrap, on demand) with a Python 3.11 base made from
+# Debian packages (localhost/warrior-python:3.11); the GPU variants need Docker (CUDA bases from a registry).
+# ONLY=scorer,judge picks images; PYTHON_IMAGE=... another base; TORCH_INDEX_URL= (empty) takes torch from
+# PyPI, and TORCH_WHEELS=DIR (buildah: default /opt/wheels where it holds a CPU torch wheel) is mounted into
+# the build so that PyPI's CUDA build is not needed. See docs/deploy.md.
+IMAGES_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+IMAGE_OPTIONS = --tag "$(TAG)" $(if $(REGISTRY),--registry "$(REGISTRY)") $(if $(ONLY),--only "$(ONLY)") \
+  $(if $(PYTHON_IMAGE),--python-image "$(PYTHON_IMAGE)") $(if $(TORCH_WHEELS),--torch-wheels "$(TORCH_WHEELS)") \
+  $(if $(filter undefined,$(origin TORCH_INDEX_URL)),,--torch-index-url "$(TORCH_INDEX_URL)")
 
-images: ## build every service image with docker (REGISTRY=... TAG=...)
-	@command -v docker >/dev/null || { echo "make images needs a Docker engine (none found)"; exit 1; }
-	@set -e; for pair in $(IMAGES); do \
-	  name=$${pair%%=*}; file=$${pair#*=}; \
-	  echo "docker build -f $$file -t $(if $(REGISTRY),$(REGISTRY)/)warrior-$$name:$(TAG) ."; \
-	  docker build -f $$file -t $(if $(REGISTRY),$(REGISTRY)/)warrior-$$name:$(TAG) .; \
-	done
+images: ## build every service image: docker, else buildah (REGISTRY=... TAG=... ONLY=scorer,judge)
+	$(IMAGES_PY) scripts/images.py build $(IMAGE_OPTIONS)
+
+images-check: ## build each image and run inside it pip check, its entry point and its health command; table + bench/results/images.json
+	$(IMAGES_PY) scripts/images.py check $(IMAGE_OPTIONS) --prune --json bench/results/images.json
+
+images-base: ## the Python 3.11 base image from Debian packages (mmdebstrap), for builds without a registry
+	$(IMAGES_PY) scripts/images.py base $(if $(PYTHON_IMAGE),--python-image "$(PYTHON_IMAGE)")
 
 bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling (JSON in bench/results/)
 	$(PY) bench/run.py --out bench/results
