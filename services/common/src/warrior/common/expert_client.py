@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from warrior.common.ledger import current_call_key
+from warrior.common.ledger import current_call_key, current_call_revision
 from warrior.common.registry import ExpertRecord, Registry
 from warrior.common.security import ClientSecurity
 from warrior.v1 import expert_inference_pb2 as pb
@@ -56,6 +56,8 @@ class Generation:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # The revision of the weights that answered.
+    revision: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +65,19 @@ class Generation:
             "finish_reason": self.finish_reason,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "revision": self.revision,
         }
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """Each candidate's log-probability, and the revision of the weights that scored them."""
+
+    logprobs: dict[str, float]
+    revision: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"logprobs": self.logprobs, "revision": self.revision}
 
 
 def _retry_after_s(exc: grpc.RpcError, default_s: float = 0.5) -> float:
@@ -212,6 +226,12 @@ class ExpertClient:
             raise ExpertUnavailable(f"expert {expert!r} is not registered (no live replica)")
         return random.choice(replicas)
 
+    @staticmethod
+    def _pinned(expert: str, revision: str | None) -> str | None:
+        """The revision a call must be answered by: the one given, else the one of the ledger call in
+        progress on this thread (warrior.common.ledger), else None (any)."""
+        return revision or current_call_revision(expert)
+
     def _limit(self, replicas: Sequence[ExpertRecord]) -> int:
         """The bound on calls in flight to an expert with these serving replicas."""
         return self._in_flight_per_expert or max(2, 2 * sum(r.capacity for r in replicas))
@@ -224,24 +244,37 @@ class ExpertClient:
                 limiter = self._limiters[expert] = _Limiter()
         return limiter.slot(self._limit(replicas), lambda: self._limit(self._registry.resolve(expert)))
 
-    def _invoke(self, expert: str, call: Callable[[pb_grpc.ExpertInferenceServiceStub, float], T]) -> T:
-        """Call one replica; on failure try the others, then back off and retry.
+    def _invoke(
+        self,
+        expert: str,
+        call: Callable[[pb_grpc.ExpertInferenceServiceStub, float], T],
+        revision: str | None = None,
+    ) -> tuple[T, str]:
+        """Call one replica; on failure try the others, then back off and retry. Returns the reply and
+        the revision that answered.
 
+        With a revision, only replicas registered with it are called, and an answer naming another
+        revision (the replica was redeployed under the same address) counts as a failed try.
         A busy replica (RESOURCE_EXHAUSTED) says how long to wait in its `retry-after-ms` trailer;
         busy answers are retried within a time budget rather than counted as failed attempts, so
         backpressure slows callers down instead of failing their work.
         """
-        last_error = "no live replica"
+        last_error = "no live replica" if revision is None else f"no live replica serving revision {revision!r}"
         attempt = 0
         busy_until = time.monotonic() + self._busy_budget_s
         while attempt < self._attempts:
-            replicas = self._registry.resolve(expert)
+            serving = self._registry.resolve(expert)
+            replicas = [r for r in serving if revision is None or r.revision == revision]
             random.shuffle(replicas)
             busy_wait = 0.0
             for record in replicas:
                 try:
-                    with self._slot(expert, replicas):
-                        return call(self._stub(record), self._deadline_s)
+                    with self._slot(expert, serving):
+                        reply = call(self._stub(record), self._deadline_s)
+                    answered = str(getattr(reply, "revision", "")) or record.revision
+                    if revision is None or answered == revision:
+                        return reply, answered
+                    last_error = f"{record.endpoint}: answered with revision {answered!r}, not {revision!r}"
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                     detail = exc.details() if hasattr(exc, "details") else str(exc)
@@ -259,24 +292,43 @@ class ExpertClient:
                 time.sleep(self._backoff_s * (2 ** (attempt - 1)))
         raise ExpertUnavailable(f"expert {expert!r} unavailable after {self._attempts} attempts ({last_error})")
 
-    def model_info(self, expert: str) -> pb.GetModelInfoResponse:
-        reply: pb.GetModelInfoResponse = self._invoke(
-            expert, lambda s, t: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=min(t, 30.0))
+    # Each call takes the `revision` it must be answered by (default: the one of the ledger call in
+    # progress on this thread, if any; else any replica's) and reports the revision that answered.
+    def model_info(self, expert: str, *, revision: str | None = None) -> pb.GetModelInfoResponse:
+        reply: pb.GetModelInfoResponse
+        reply, _ = self._invoke(
+            expert,
+            lambda s, t: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=min(t, 30.0)),
+            self._pinned(expert, revision),
         )
         return reply
 
-    def complete(self, expert: str, prompt: str, sampling: dict[str, Any]) -> Generation:
+    def complete(
+        self, expert: str, prompt: str, sampling: dict[str, Any], *, revision: str | None = None
+    ) -> Generation:
         request = pb.CompleteRequest(prompt=prompt, sampling=sampling_pb(sampling))
-        reply = self._invoke(expert, lambda s, t: s.Complete(request, timeout=t, metadata=_call_metadata()))
-        return Generation(reply.text, reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        reply, answered = self._invoke(
+            expert,
+            lambda s, t: s.Complete(request, timeout=t, metadata=_call_metadata()),
+            self._pinned(expert, revision),
+        )
+        usage = reply.usage
+        return Generation(reply.text, reply.finish_reason, usage.prompt_tokens, usage.completion_tokens, answered)
 
-    def chat(self, expert: str, messages: Sequence[dict[str, str]], sampling: dict[str, Any]) -> Generation:
+    def chat(
+        self, expert: str, messages: Sequence[dict[str, str]], sampling: dict[str, Any], *, revision: str | None = None
+    ) -> Generation:
         request = pb.ChatRequest(
             messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
             sampling=sampling_pb(sampling),
         )
-        reply = self._invoke(expert, lambda s, t: s.Chat(request, timeout=t, metadata=_call_metadata()))
-        return Generation(reply.text, reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        reply, answered = self._invoke(
+            expert,
+            lambda s, t: s.Chat(request, timeout=t, metadata=_call_metadata()),
+            self._pinned(expert, revision),
+        )
+        usage = reply.usage
+        return Generation(reply.text, reply.finish_reason, usage.prompt_tokens, usage.completion_tokens, answered)
 
     def score_candidates(
         self,
@@ -284,11 +336,17 @@ class ExpertClient:
         messages: Sequence[dict[str, str]],
         assistant_prefix: str,
         candidates: Sequence[str],
-    ) -> dict[str, float]:
+        *,
+        revision: str | None = None,
+    ) -> CandidateScores:
         request = pb.ScoreCandidatesRequest(
             messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
             assistant_prefix=assistant_prefix,
             candidates=list(candidates),
         )
-        reply = self._invoke(expert, lambda s, t: s.ScoreCandidates(request, timeout=t, metadata=_call_metadata()))
-        return {score.candidate: score.logprob for score in reply.scores}
+        reply, answered = self._invoke(
+            expert,
+            lambda s, t: s.ScoreCandidates(request, timeout=t, metadata=_call_metadata()),
+            self._pinned(expert, revision),
+        )
+        return CandidateScores({score.candidate: score.logprob for score in reply.scores}, answered)

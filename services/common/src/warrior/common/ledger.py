@@ -12,12 +12,23 @@ from warrior.common.store import ObjectNotFound, ObjectStore
 
 # The ledger key of the model call this thread is making: the expert client sends it along, so a
 # server that already answered it (to a caller that died before recording) answers again for free.
+# With it, the (expert, revision) the key names: the client calls only replicas serving that revision.
 _current = threading.local()
 
 
 def current_call_key() -> str | None:
     """The content hash of the call in progress on this thread, if it goes through the ledger."""
     return getattr(_current, "key", None)
+
+
+def current_call_revision(expert: str) -> str | None:
+    """The revision the ledger call in progress on this thread is keyed on, when it is a call to `expert`."""
+    pinned: tuple[str, str] | None = getattr(_current, "pin", None)
+    return pinned[1] if pinned is not None and pinned[0] == expert else None
+
+
+class RevisionMismatch(RuntimeError):
+    """An answer came from other weights than the revision its ledger key names; it is not recorded."""
 
 
 class CallLedger:
@@ -28,6 +39,10 @@ class CallLedger:
     (prompt, sampling, seed). A retried or redelivered task finds the record and reuses it. When two
     workers race on one call, the first record written wins and both return it, so downstream
     effects see one answer.
+
+    The call is made to that revision: while invoke() runs, the expert client sends it only to
+    replicas serving it, and the revision recorded is the one the answer names (`response["revision"]`,
+    which must be the key's), so the key, the call and the lineage agree during a rolling update.
     """
 
     def __init__(self, store: ObjectStore, campaign: str, *, prefix: str | None = None) -> None:
@@ -47,20 +62,29 @@ class CallLedger:
         request: dict[str, Any],
         invoke: Callable[[], dict[str, Any]],
     ) -> tuple[dict[str, Any], bool]:
-        """The recorded response if there is one, else invoke() and record it; returns (response, reused)."""
+        """The recorded response if there is one, else invoke() and record it; returns (response, reused).
+
+        invoke() runs with the call pinned to `revision` (see current_call_revision); an answer naming
+        another revision raises RevisionMismatch and is not recorded.
+        """
         key = self.key(expert, revision, kind, request)
         try:
             return self._store.get_json(key)["response"], True
         except ObjectNotFound:
             pass
-        _current.key = key
+        _current.key, _current.pin = key, (expert, revision)
         try:
             response = invoke()
         finally:
-            _current.key = None
+            _current.key, _current.pin = None, None
+        answered = response.get("revision") or revision
+        if answered != revision:
+            raise RevisionMismatch(
+                f"expert {expert!r} answered a call keyed on revision {revision!r} with revision {answered!r}"
+            )
         record = {
             "expert": expert,
-            "revision": revision,
+            "revision": answered,
             "kind": kind,
             "request": request,
             "response": response,

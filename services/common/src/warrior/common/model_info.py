@@ -25,13 +25,17 @@ _lock = threading.Lock()
 
 
 def expert_model(client: ExpertClient, expert: str) -> ExpertModel:
-    """What the expert serves now; fetched once per revision (a redeployed model is seen afresh)."""
+    """What the expert serves now (one live replica's revision; during a rolling update, either);
+    fetched once per revision, from a replica serving that revision (a redeployed model is seen afresh).
+
+    Calls keyed on `revision` in the ledger go to replicas serving it, so what is recorded under a
+    revision was answered by those weights."""
     revision = client.replica(expert).revision
     with _lock:
         cached = _cache.get((expert, revision))
     if cached is not None:
         return cached
-    info = client.model_info(expert)
+    info = client.model_info(expert, revision=revision)
     model = ExpertModel(
         name=expert,
         revision=info.revision,

@@ -191,6 +191,9 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
             )
             return None
         log.info("answer cache: %s for %s answered from Redis, without the engine", method, call_key)
+        field = "revision"  # an answer stored before answers named it: the cache is keyed by this revision
+        if field in reply.DESCRIPTOR.fields_by_name and not getattr(reply, field):
+            setattr(reply, field, self.engine.info.revision)
         return reply
 
     async def _share(self, method: str, call_key: str, reply: ProtoMessage) -> None:
@@ -227,6 +230,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 text=out.text,
                 finish_reason=out.finish_reason,
                 usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
+                revision=self.engine.info.revision,
             )
 
         return await self._once("Complete", context, run, pb.CompleteResponse)
@@ -248,6 +252,7 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 text=out.text.strip(),
                 finish_reason=out.finish_reason,
                 usage=pb.Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens),
+                revision=self.engine.info.revision,
             )
 
         return await self._once("Chat", context, run, pb.ChatResponse)
@@ -273,7 +278,8 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
                 scores=[
                     pb.CandidateScore(candidate=c, logprob=lp, tokens=n)
                     for c, (lp, n) in zip(candidates, scores, strict=True)
-                ]
+                ],
+                revision=self.engine.info.revision,
             )
 
         return await self._once("ScoreCandidates", context, run, pb.ScoreCandidatesResponse)

@@ -17,6 +17,7 @@ from typing import Any
 from warrior.common.campaign_config import RatingConfig
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
+from warrior.common.ledger import RevisionMismatch
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
 
@@ -30,7 +31,7 @@ RATING_SYSTEM = (
 RATING_PREFIX = "Rating: [["
 RATING_CANDIDATES = tuple(f"{n}]]" for n in range(1, 11))
 _RATING_TAG = re.compile(r"\[\[\s*(10|[1-9])(?:\s*/\s*10)?\s*\]\]")
-_CALL_ERRORS = (ExpertUnavailable, ExpertRequestError)
+_CALL_ERRORS = (ExpertUnavailable, ExpertRequestError, RevisionMismatch)
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rating-call")
 
 CallFn = Callable[[str, str, dict[str, Any], Callable[[], dict[str, Any]]], dict[str, Any]]
@@ -94,9 +95,8 @@ def _rate_one(rt: Runtime, call: CallFn, expert: str, messages: list[dict[str, s
     if mode == "logprobs":
         request: dict[str, Any] = {"messages": messages, "assistant_prefix": RATING_PREFIX,
                                    "candidates": list(RATING_CANDIDATES)}  # fmt: skip
-        response = call(expert, "score_candidates", request, lambda: {
-            "logprobs": rt.client.score_candidates(expert, messages, RATING_PREFIX, RATING_CANDIDATES)
-        })  # fmt: skip
+        response = call(expert, "score_candidates", request, lambda: rt.client.score_candidates(
+            expert, messages, RATING_PREFIX, RATING_CANDIDATES).to_dict())  # fmt: skip
         return {"score": round(expected_rating(response["logprobs"]), 3), "mode": mode}
 
     def ask(sampling: dict[str, Any]) -> str:

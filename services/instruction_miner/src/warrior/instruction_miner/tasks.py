@@ -11,7 +11,7 @@ from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_p
 from warrior.common.embeddings import EmbeddingError
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
-from warrior.common.ledger import CallLedger
+from warrior.common.ledger import CallLedger, RevisionMismatch
 from warrior.common.model_info import expert_model
 from warrior.common.records import instruction_key, screening_key
 from warrior.common.registry import joins_open_roster
@@ -78,10 +78,10 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
             model.revision,
             "complete",
             request,
-            lambda: rt.client.complete(attacker, prefix, sampling).to_dict(),
+            lambda: rt.client.complete(attacker, prefix, sampling, revision=model.revision).to_dict(),
         )
         state.incr("ledger_reused" if reused else "engine_calls")
-    except (ExpertUnavailable, ExpertRequestError) as exc:
+    except (ExpertUnavailable, ExpertRequestError, RevisionMismatch) as exc:
         state.fail(f"mine:{unit}", str(exc))
         state.mark("mine_done", unit)
         return None

@@ -15,7 +15,7 @@ from warrior.common.campaign_config import BattleConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
-from warrior.common.ledger import CallLedger
+from warrior.common.ledger import CallLedger, RevisionMismatch
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
 from warrior.common.verification import merge_executions, pair_verdict
@@ -31,7 +31,7 @@ from warrior.judge.verdicts import (
 )
 
 log = logging.getLogger(__name__)
-_CALL_ERRORS = (ExpertUnavailable, ExpertRequestError)
+_CALL_ERRORS = (ExpertUnavailable, ExpertRequestError, RevisionMismatch)
 
 # One pool for the model calls of every battle this process runs: starting threads per battle costs
 # more than the calls to a fast engine. Sized for several battles' calls in flight at once.
@@ -57,8 +57,11 @@ class BattleContext:
     state: CampaignState
     ledger: CallLedger
 
-    def call(self, expert: str, kind: str, request: dict[str, Any], invoke: Any) -> dict[str, Any]:
-        revision = expert_model(self.rt.client, expert).revision
+    def call(
+        self, expert: str, kind: str, request: dict[str, Any], invoke: Any, revision: str | None = None
+    ) -> dict[str, Any]:
+        """The recorded answer of one call, keyed on `revision` (default: the expert's now) and answered by it."""
+        revision = revision or expert_model(self.rt.client, expert).revision
         response, reused = self.ledger.call(expert, revision, kind, request, invoke)
         self.state.incr("ledger_reused" if reused else "engine_calls")
         return response
@@ -70,12 +73,15 @@ def answer(ctx: BattleContext, expert: str) -> dict[str, Any]:
         "seed": int(content_hash(ctx.campaign, ctx.iid, expert, length=8), 16) or 1
     }
     request = {"messages": messages, "sampling": sampling}
-    response = ctx.call(expert, "chat", request, lambda: ctx.rt.client.chat(expert, messages, sampling).to_dict())
-    return {
-        "text": response["text"],
-        "finish_reason": response["finish_reason"],
-        "revision": expert_model(ctx.rt.client, expert).revision,
-    }
+    revision = expert_model(ctx.rt.client, expert).revision  # the key's, the call's and the lineage's
+    response = ctx.call(
+        expert,
+        "chat",
+        request,
+        lambda: ctx.rt.client.chat(expert, messages, sampling, revision=revision).to_dict(),
+        revision,
+    )
+    return {"text": response["text"], "finish_reason": response["finish_reason"], "revision": revision}
 
 
 def write_tests(ctx: BattleContext, expert: str) -> str:
@@ -87,8 +93,9 @@ def write_tests(ctx: BattleContext, expert: str) -> str:
     return str(response["text"])
 
 
-def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: str) -> dict[str, Any]:
-    """One order: `first` shown as A. Returns the verdict (text mode) or the probabilities (logprobs mode)."""
+def _judge_once(ctx: BattleContext, judge: str, revision: str, first: str, second: str, mode: str) -> dict[str, Any]:
+    """One order: `first` shown as A, asked of the judge's `revision`. Returns the verdict (text mode) or the
+    probabilities (logprobs mode)."""
     messages = judge_messages(ctx.instruction, first, second)
     if mode == "logprobs":
         request: dict[str, Any] = {
@@ -100,13 +107,22 @@ def _judge_once(ctx: BattleContext, judge: str, first: str, second: str, mode: s
             judge,
             "score_candidates",
             request,
-            lambda: {"logprobs": ctx.rt.client.score_candidates(judge, messages, VERDICT_PREFIX, VERDICT_CANDIDATES)},
+            lambda: ctx.rt.client.score_candidates(
+                judge, messages, VERDICT_PREFIX, VERDICT_CANDIDATES, revision=revision
+            ).to_dict(),
+            revision,
         )
         return {"probs": verdict_probs(response["logprobs"])}
 
     def ask(sampling: dict[str, Any]) -> str:
         request = {"messages": messages, "sampling": sampling}
-        response = ctx.call(judge, "chat", request, lambda: ctx.rt.client.chat(judge, messages, sampling).to_dict())
+        response = ctx.call(
+            judge,
+            "chat",
+            request,
+            lambda: ctx.rt.client.chat(judge, messages, sampling, revision=revision).to_dict(),
+            revision,
+        )
         return str(response["text"])
 
     greedy = ctx.config.judge_sampling.model_dump()
@@ -126,8 +142,8 @@ def judge_pair(ctx: BattleContext, judge: str, a: str, b: str, answers: dict[str
     if mode == "auto":
         mode = "logprobs" if model.candidate_logprobs else "text"
     text_a, text_b = answers[a]["text"], answers[b]["text"]
-    forward = _judge_once(ctx, judge, text_a, text_b, mode)
-    backward = _judge_once(ctx, judge, text_b, text_a, mode)
+    forward = _judge_once(ctx, judge, model.revision, text_a, text_b, mode)
+    backward = _judge_once(ctx, judge, model.revision, text_b, text_a, mode)
     if mode == "logprobs":
         side, margin = combine_order_probs(forward["probs"], backward["probs"], tie_margin=ctx.config.tie_margin)
     else:
