@@ -114,7 +114,7 @@ def test_up_then_down_stops_exactly_what_it_started(tmp_path: Path, monkeypatch:
     try:
         stack.up(config, timeout_s=60, echo=lambda *_: None)
         procs = stack.running()
-        assert sorted(p.kind for p in procs) == ["expert", "expert", "redis"] + ["worker"] * 5
+        assert sorted(p.kind for p in procs) == ["controller", "expert", "expert", "redis"] + ["worker"] * 5
         assert "worker-executor" in {p.name for p in procs}  # the one worker that runs model-generated code
         assert all(Path(p.log).exists() for p in procs)
         with pytest.raises(Exception, match="already up"):
