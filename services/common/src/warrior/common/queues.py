@@ -27,6 +27,8 @@ TASK_BACKFILL: Final = "warrior.backfill"
 TASK_MATCHMAKE: Final = "warrior.matchmake"
 TASK_TRAIN: Final = "warrior.train"
 TASK_EVALUATE: Final = "warrior.evaluate"
+# A trained model (or a base model's folder) converted to GGUF and put in the object store, for serving.
+TASK_EXPORT: Final = "warrior.export"
 # A chunk of programs run in the executor's sandbox; its results come back through the result backend.
 TASK_RUN_PROGRAMS: Final = "warrior.run_programs"
 
@@ -45,6 +47,7 @@ TASK_QUEUES: Final = {
     TASK_BUILD: DATASET,
     TASK_TRAIN: TRAIN,
     TASK_EVALUATE: TRAIN,
+    TASK_EXPORT: TRAIN,
     TASK_RUN_PROGRAMS: EXECUTE,
 }
 
