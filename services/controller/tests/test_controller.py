@@ -153,3 +153,30 @@ def test_cancelled_campaigns_are_left_alone(rt: Runtime, app: Celery) -> None:
     state.set_status("cancelled")
     assert CampaignController(rt, app).reconcile_all() == {}
     assert state.status() == "cancelled"
+
+
+def test_a_newcomer_between_matchmaking_rounds_keeps_the_campaign_open_and_a_lost_round_is_sent_again(
+    rt: Runtime, app: Celery
+) -> None:
+    """Between two rounds of a newcomer's backfills every sent backfill is done, yet the next round is
+    still to be chosen: the campaign is not done then, and a lost matchmaking message is sent again."""
+    state = _campaign(rt, "newcomer", stall_s=10)
+    _register(rt, "alpha", "beta", "delta")
+    _complete(state)
+    state.mark("roster", "delta")  # joined mid-campaign
+    state.mark("matchmade", "delta:0")
+    state.mark("backfill_sent", "i1+delta")
+    state.mark("backfill_done", "i1+delta")
+    snap = state.snapshot()
+    assert snap["newcomers_matchmaking"] == ["delta"] and not snap["done"]
+    clock = Clock()
+    controller = CampaignController(rt, app, clock=clock)
+    assert controller.reconcile(state) == "progressing"
+    clock.now += 11
+    assert controller.reconcile(state) == "resent"
+    (resend,) = state.table("controller")["resends"]
+    assert resend["sent"]["matchmake"] == 1 and resend["sent"]["backfill"] == 0
+    assert len(_queued(rt.redis, "score")) == 1  # warrior.matchmake runs on the scorer's queue
+    state.put("matchmaking", "delta", {"round": 1, "rated": True})
+    assert state.snapshot()["done"]
+    assert controller.reconcile(state) == "finalize-sent"

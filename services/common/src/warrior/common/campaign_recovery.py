@@ -21,7 +21,7 @@ from warrior.common.registry import Registry
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
 
-STAGES = ("mine", "screen", "battle", "score", "collect")
+STAGES = ("mine", "screen", "battle", "score", "collect", "backfill", "matchmake")
 
 
 class CampaignError(RuntimeError):
@@ -73,8 +73,9 @@ def resend_unfinished(app: Celery, state: CampaignState, config: CampaignConfig,
     campaign = state.campaign
     sent = dict.fromkeys(STAGES, 0)
 
-    def send(stage: str, name: str, args: list[Any], *key: object) -> None:
-        app.send_task(name, args=args, task_id=task_id(stage, campaign, *key, attempt))
+    def send(stage: str, name: str, args: list[Any], *key: object, priority: int | None = None) -> None:
+        options = {} if priority is None else {"priority": priority}
+        app.send_task(name, args=args, task_id=task_id(stage, campaign, *key, attempt), **options)
         sent[stage] += 1
 
     mine_done = state.members("mine_done")
@@ -91,6 +92,19 @@ def resend_unfinished(app: Celery, state: CampaignState, config: CampaignConfig,
             send("score", queues.TASK_SCORE, [campaign, iid], iid)
         else:
             send("battle", queues.TASK_BATTLE, [campaign, iid], iid)
+    # Experts that joined mid-campaign: their unfinished backfills, else their next matchmaking round.
+    backfilling = set()
+    for part in sorted(state.members("backfill_sent") - state.members("backfill_done")):
+        iid, newcomer = part.rsplit("+", 1)
+        backfilling.add(newcomer)
+        send("backfill", queues.TASK_BACKFILL, [campaign, iid, newcomer], iid, newcomer,
+             priority=queues.PRIORITY_NEWCOMER)  # fmt: skip
+    matchmade = state.members("matchmade")
+    for newcomer in sorted(set(state.snapshot()["newcomers_matchmaking"]) - backfilling):
+        rounds = [int(m.rsplit(":", 1)[1]) for m in matchmade if m.rsplit(":", 1)[0] == newcomer]
+        next_round = max(rounds) + 1 if rounds else 0
+        send("matchmake", queues.TASK_MATCHMAKE, [campaign, newcomer, next_round], newcomer, next_round,
+             priority=queues.PRIORITY_NEWCOMER)  # fmt: skip
     return sent
 
 
@@ -105,4 +119,5 @@ def progress_marks(snap: dict[str, Any]) -> list[Any]:
     ins = snap["instructions"]
     backfills = snap["backfills"]
     return [snap["mine"]["done"], ins["mined"], ins["screened"], ins["kept"], snap["battled"], snap["finished"],
-            snap["votes"], sum(snap["failures"].values()), backfills["sent"], backfills["done"]]  # fmt: skip
+            snap["votes"], sum(snap["failures"].values()), backfills["sent"], backfills["done"],
+            snap["newcomers_matchmaking"]]  # fmt: skip

@@ -140,6 +140,7 @@ class CampaignState:
             "collected": self.count("collected"),
             "finished": self.count("finished"),
             "roster": sorted(self.members("roster")),
+            "newcomers_matchmaking": self._newcomers_matchmaking(),
             "backfills": {"sent": self.count("backfill_sent"), "done": self.count("backfill_done")},
             "battles": sum(int(s.get("battles", 0)) for s in stats.values()),
             "votes": sum(int(s.get("votes", 0)) for s in stats.values()),
@@ -155,6 +156,14 @@ class CampaignState:
         snap["done"] = self._done(snap)
         return snap
 
+    def _newcomers_matchmaking(self) -> list[str]:
+        """Experts that joined mid-campaign and are still being brought in: between two rounds of
+        backfills every sent backfill is done, yet the next round is still to be chosen."""
+        starting = {e["name"] for e in self.config().get("experts", [])}
+        over = {name for name, m in self.table("matchmaking").items()
+                if m.get("rated") or m.get("exhausted") or m.get("abandoned")}  # fmt: skip
+        return sorted(self.members("roster") - starting - over)
+
     @staticmethod
     def _done(snap: dict[str, Any]) -> bool:
         mine, ins = snap["mine"], snap["instructions"]
@@ -163,6 +172,7 @@ class CampaignState:
             and ins["screened"] >= ins["mined"]
             and snap["finished"] >= ins["kept"]
             and snap["backfills"]["done"] >= snap["backfills"]["sent"]
+            and not snap["newcomers_matchmaking"]
         )
 
 

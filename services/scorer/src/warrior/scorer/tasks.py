@@ -131,6 +131,10 @@ def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]
     sent = state.members("backfill_sent")
     todo = sorted(i for i in state.members("battled") if f"{i}+{expert}" not in sent)
     batch = todo[: config.matchmaking.batch]
+    if not batch:  # it has met every instruction: its matchmaking is over, rated or not
+        state.put("matchmaking", expert, {"round": round_, "width": mine, "median_width": _median(others),
+                                          "exhausted": True})  # fmt: skip
+        return []
     for iid in batch:
         state.mark("round:" + f"{expert}:{round_}", iid)
         state.mark("backfill_sent", f"{iid}+{expert}")

@@ -56,6 +56,7 @@ def matchmake(self: Task, campaign: str, expert: str, round_: int) -> list[str]:
         return []
     if not rt.admit(self.request.id, queues.TASK_MATCHMAKE, attempt=self.request.retries or 0):
         state.fail(f"matchmake:{expert}:{round_}", "dead-lettered after repeated deliveries")
+        state.put("matchmaking", expert, {"round": round_, "abandoned": "dead-lettered after repeated deliveries"})
         return []
     batch = tasks.matchmake(rt, campaign, expert, round_)
     for iid in batch:
