@@ -101,4 +101,8 @@ def test_campaign_start_returns_at_once_and_wait_only_watches_until_the_controll
     snap = json.loads(watch.stdout)
     assert snap["status"] == "finished"
     assert snap["controller"]["dataset"]["name"] == "watched"
-    assert read_manifest(stack.rt.store, "watched")["version"] == snap["controller"]["dataset"]["version"]
+    version = snap["controller"]["dataset"]["version"]
+    assert read_manifest(stack.rt.store, "watched")["version"] == version
+    shown = subprocess.run([sys.executable, "-m", "warrior.cli.main", "status", "watched"], env=warrior_env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert f"built dataset watched version {version}" in shown.stdout, shown.stdout

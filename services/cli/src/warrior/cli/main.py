@@ -126,12 +126,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"model calls  {snap['counters'].get('engine_calls', 0)} paid, "
         f"{snap['counters'].get('ledger_reused', 0)} reused from the ledger",
     ]
+    lines.append(f"controller   {_controller_line(snap)}")
     for item, reason in snap["failure_examples"].items():
         lines.append(f"  {item}: {reason}")
     for item, reason in snap["dead_lettered"].items():
         lines.append(f"  dead-lettered {item}: {reason}")
     _emit(snap, args.json, "\n".join(lines))
     return 0
+
+
+def _controller_line(snap: dict[str, Any]) -> str:
+    """What the campaign controller did for the campaign: re-sends, and the dataset it built (or why not)."""
+    ctl = snap["controller"]
+    parts = [f"re-sent stalled stages {len(ctl.get('resends', []))} times"]
+    if ctl.get("waiting_for"):
+        parts.append(f"waiting for experts {', '.join(ctl['waiting_for']['experts'])}")
+    if ctl.get("dataset"):
+        d = ctl["dataset"]
+        parts.append(f"built dataset {d['name']} version {d['version']} ({d['rows']} rows)")
+    elif snap["status"] == "building":
+        parts.append(f"building the dataset ({ctl.get('build', {}).get('step', 'starting')})")
+    elif ctl.get("build", {}).get("error"):
+        parts.append(f"dataset build failed: {ctl['build']['error']}")
+    return "; ".join(parts)
 
 
 def _execution_line(e: dict[str, Any]) -> str:
