@@ -297,8 +297,10 @@ def cmd_flywheel(args: argparse.Namespace) -> int:
     from warrior.cli.flywheel import FlywheelRun, render_report
     from warrior.cli.flywheel_config import load_flywheel
 
-    flywheel = load_flywheel(args.config)
-    report = FlywheelRun(flywheel, echo=lambda m: print(m, file=sys.stderr, flush=True), timeout_s=args.timeout).run()
+    flywheel = load_flywheel(args.config, local_model=args.stack == "local")
+    report = FlywheelRun(
+        flywheel, echo=lambda m: print(m, file=sys.stderr, flush=True), timeout_s=args.timeout, stack=args.stack
+    ).run()
     text = render_report(report)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
@@ -444,11 +446,20 @@ def build_parser() -> argparse.ArgumentParser:
         "flywheel",
         help="campaign -> dataset -> train -> evaluate -> register -> follow-up battles, resumable",
         description="Run the whole loop for a flywheel file; a rerun skips every step already recorded in the "
-        "object store (flywheel/<id>/) and resumes training from its last complete checkpoint.",
+        "object store (flywheel/<id>/) and resumes training from its last complete checkpoint. Every step is a "
+        "task on the stack's queues (training, export and evaluation on the trainer's); a local stack already "
+        "running is used and left running.",
     )
     p.add_argument("--config", required=True, help="flywheel YAML (see configs/flywheel-demo.yaml)")
+    p.add_argument(
+        "--stack",
+        choices=["local", "cluster"],
+        default="local",
+        help="local: the local stack (started, and stopped at the end, only when none is running); cluster: the "
+        "stack REDIS_URL points at, where trained models join through a chart values file (extraExperts)",
+    )
     p.add_argument("--report", default="flywheel-report.json", help="where to write the report (JSON, and .md)")
-    p.add_argument("--timeout", type=float, default=7200, help="seconds each campaign may take")
+    p.add_argument("--timeout", type=float, default=7200, help="seconds each campaign or task may take")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_flywheel)
 
