@@ -1,41 +1,57 @@
-"""`warrior flywheel`: campaign -> dataset -> train -> export -> evaluate -> register -> follow-up battles.
+"""`warrior flywheel`: campaign -> dataset -> train -> export -> register -> evaluate -> follow-up battles, in turns.
 
-Each step records its outcome under `flywheel/<id>/<step>.json` in the object store, written once
-when the step is complete; a rerun of the same file skips every recorded step and continues the
-first unfinished one (the campaign from its Redis state, training from its last complete
-checkpoint, evaluation per model and benchmark). The trained model and its base are both served
-from GGUF files made by the same converter at the same precision, so the comparison of their
-pass@1 and of their ratings is like for like.
+The flywheel only drives a stack: every step is a task on the stack's queues. The campaign and its
+dataset run on the arena's workers; training, the GGUF export and evaluation are the trainer's tasks
+(`warrior.train`, `warrior.export`, `warrior.evaluate`, queue `train`), and evaluation runs its
+programs in the executor service. Which stack (`--stack`):
+
+* local (the default): the local stack. One already running is used as it is: what the flywheel
+  needs is added to it (the campaign's experts, the trainer's worker, the trained models) and it is
+  left running. With none running, the flywheel starts one and stops it at the end.
+* cluster: the stack that REDIS_URL and WARRIOR_STORE_URL point at (a Helm release, its trainer
+  worker enabled). Nothing is started or stopped. The trained models join the roster by a chart
+  value: the flywheel writes a values file whose `extraExperts` fetch their GGUF files from the
+  store (`helm upgrade --reuse-values -f` it), and waits until they serve the exported revision.
+
+Turn 1 trains `target.base_model` on the campaign's dataset; turn k > 1 trains turn k-1's model on
+the dataset of turn k-1's follow-up campaign (where that model battled the roster), into
+`<target.name>-t<k>`, which then battles the roster of turn k-1 with it. Each step records its
+outcome under `flywheel/<id>/turn-<k>/<step>.json` in the object store, written once when the step
+is complete; a rerun of the same file skips every recorded step and continues the first unfinished
+one (the campaign from its Redis state, training from its last complete checkpoint, evaluation from
+its call ledger). The trained model and its base are both served from GGUF files made by the same
+converter at the same precision, so the comparison of their pass@1 and of their ratings is like for like.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
+import celery.exceptions
 import yaml
+from celery import Celery
 
 from warrior.cli import campaign as ops
 from warrior.cli.flywheel_config import Flywheel
-from warrior.cli.stack import LocalStack
+from warrior.cli.stack import ARENA_SERVICES, LocalStack
 from warrior.cli.tables import table
+from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig, ExpertConfig
 from warrior.common.celery_app import make_celery
-from warrior.common.ids import file_sha256
 from warrior.common.model_info import expert_model
-from warrior.common.runtime import get_runtime
+from warrior.common.runtime import Runtime, get_runtime
+from warrior.common.security import redact_url
 from warrior.common.settings import Settings
 from warrior.common.store import ObjectNotFound, ObjectStore, open_store
-from warrior.trainer import evaluation
-from warrior.trainer.checkpoints import read_marker
-from warrior.trainer.export import export_gguf, export_run
 
 Echo = Callable[[str], None]
+STACKS = ("local", "cluster")
+STEPS = ("campaign", "train", "export", "register", "evaluate", "followup")
+# The annotation a chart expert of the flywheel carries: the revision its GGUF file serves.
+REVISION_ANNOTATION = "warrior.dev/revision"
 
 
 class FlywheelError(RuntimeError):
@@ -43,11 +59,11 @@ class FlywheelError(RuntimeError):
 
 
 class Records:
-    """Write-once step records of one flywheel in the object store."""
+    """Write-once step records of one flywheel turn in the object store."""
 
-    def __init__(self, store: ObjectStore, flywheel: str) -> None:
+    def __init__(self, store: ObjectStore, prefix: str) -> None:
         self._store = store
-        self.prefix = f"flywheel/{flywheel}/"
+        self.prefix = prefix
 
     def get(self, step: str) -> dict[str, Any] | None:
         try:
@@ -60,76 +76,167 @@ class Records:
         return self.get(step) or data
 
 
+@dataclass
+class Turn:
+    """What a turn hands the next: its model and the follow-up campaign it battled in."""
+
+    trained: str
+    final_key: str
+    followup: CampaignConfig
+    served: list[dict[str, Any]] = field(default_factory=list)  # the experts the flywheel added so far
+
+
+def chart_values(served: list[dict[str, Any]], like: ExpertConfig) -> dict[str, Any]:
+    """The chart values that serve the flywheel's models on a cluster: one `extraExperts` entry per
+    model, its GGUF file fetched from the store (`exports/...`), sized like the base expert."""
+    return {
+        "extraExperts": [
+            {
+                "name": entry["name"],
+                "engine": "llamacpp",
+                "parallel": like.parallel,
+                "contextLength": like.context_length,
+                "model": {"objectStore": {"prefix": entry["key"]}, "path": entry["file"]},
+                "podAnnotations": {REVISION_ANNOTATION: entry["revision"]},
+            }
+            for entry in served
+        ]
+    }
+
+
 class FlywheelRun:
     """One flywheel file run to its report; see the module docstring."""
 
-    def __init__(self, flywheel: Flywheel, *, echo: Echo, timeout_s: float = 7200.0) -> None:
+    def __init__(self, flywheel: Flywheel, *, echo: Echo, timeout_s: float = 7200.0, stack: str = "local") -> None:
+        if stack not in STACKS:
+            raise ValueError(f"stack must be one of {', '.join(STACKS)}, got {stack!r}")
         self.fw = flywheel
         self.cfg = flywheel.config
         self.echo = echo
         self.timeout_s = timeout_s
+        self.stack = stack
         self.settings = Settings.from_env()
         self.store = open_store(self.settings.store_url)
-        self.records = Records(self.store, flywheel.id)
+        self.prefix = f"flywheel/{flywheel.id}/"
         self.work = self.settings.home / "flywheel" / flywheel.id
-        self.base_name = f"{self.cfg.target.base_expert}-{self.cfg.gguf_type}"
+        self._app: Celery | None = None
+        self._local: LocalStack | None = None
+        base = next(e for e in flywheel.campaign.experts if e.name == self.cfg.target.base_expert)
+        self.base_expert: ExpertConfig = base
 
-    # -- steps ---------------------------------------------------------------------------------
+    def records(self, turn: int) -> Records:
+        return Records(self.store, f"{self.prefix}turn-{turn}/")
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            self._app = make_celery("cli")
+        return self._app
+
+    @property
+    def rt(self) -> Runtime:
+        return get_runtime()
+
+    # -- the stack -----------------------------------------------------------------------------
+    def _open_stack(self) -> bool:
+        """Make the stack ready for the campaign and training; True when this run started it."""
+        if self.stack == "cluster":
+            self.echo(f"sending the steps to the stack at {redact_url(self.settings.redis_url)} (nothing is started "
+                      "or stopped)")  # fmt: skip
+            return False
+        self._local = LocalStack()
+        services = (*ARENA_SERVICES, "trainer")
+        if self._local.running():
+            self.echo("a local stack is already up: using it, and leaving it running")
+            self._local.add(list(self.fw.campaign.experts), services=services, echo=self.echo)
+            return False
+        self.echo("starting a local stack for the flywheel (it stops it when done)")
+        self._local.up(self.fw.campaign, services=services, echo=self.echo)
+        return True
+
+    def _all_recorded(self) -> bool:
+        return all(self.records(k).get(step) is not None for k in range(1, self.cfg.turns + 1) for step in STEPS)
+
+    # -- turns ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.work.mkdir(parents=True, exist_ok=True)
-        campaign = self._step("campaign", self._campaign)
-        training = self._step("train", lambda: self._train(campaign))
-        exported = self._step("export", lambda: self._export(training))
-        followup_config = self._followup_config(exported)
-        stack = LocalStack()
-        if stack.running():
-            self.echo("a local stack is already up; stopping it first")
-            stack.down(echo=self.echo)
-        needed = self.records.get("evaluate") is None or self.records.get("followup") is None
-        if needed:
-            self.echo(f"registering {self.cfg.target.name} and {self.base_name} as experts")
-            stack.up(followup_config, echo=self.echo)
+        started = False if self._all_recorded() else self._open_stack()
         try:
-            evaluated = self._step("evaluate", lambda: self._evaluate(exported))
-            followup = self._step("followup", lambda: self._followup(followup_config))
+            reports: list[dict[str, Any]] = []
+            previous: Turn | None = None
+            for turn in range(1, self.cfg.turns + 1):
+                if self.cfg.turns > 1:
+                    self.echo(f"-- turn {turn}/{self.cfg.turns}")
+                report, previous = self._turn(turn, previous)
+                reports.append(report)
         finally:
-            if needed:
-                stack.down(echo=self.echo)
-        report = self._report(campaign, training, evaluated, followup)
-        self.store.put_json(self.records.prefix + "report.json", report, if_absent=False)
+            if started and self._local is not None:
+                self._local.down(echo=self.echo)
+            if self._app is not None:
+                self._app.close()
+        report = reports[-1] | {"turns": reports}
+        self.store.put_json(self.prefix + "report.json", report, if_absent=False)
         return report
 
-    def _step(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        done = self.records.get(name)
+    def _turn(self, turn: int, previous: Turn | None) -> tuple[dict[str, Any], Turn]:
+        rec = self.records(turn)
+        trained = self.cfg.trained_name(turn)
+        if previous is None:
+            source_campaign, source = self.fw.campaign, self.cfg.target.base_model
+            base = f"{self.cfg.target.base_expert}-{self.cfg.gguf_type}"
+        else:  # the previous model, trained again on the battles it fought
+            source_campaign, source, base = previous.followup, previous.final_key, previous.trained
+        campaign = self._step(rec, "campaign", lambda: self._campaign(source_campaign))
+        training = self._step(rec, "train", lambda: self._train(campaign, source, trained))
+        exported = self._step(rec, "export", lambda: self._export(training, source, trained, first=previous is None))
+        served = list(previous.served if previous else [])
+        if previous is None:
+            served.append({"name": base} | exported["base"])
+        served.append({"name": trained} | exported["trained"])
+        followup_config = self._followup_config(turn, served, previous)
+        if rec.get("evaluate") is None or rec.get("followup") is None:
+            self._serve(followup_config, served)
+        registered = self._step(rec, "register", lambda: self._register(served))
+        evaluated = self._step(rec, "evaluate", lambda: self._evaluate(base, trained))
+        followup = self._step(rec, "followup", lambda: self._followup(followup_config))
+        report = self._report(turn, base, trained, campaign, training, registered, evaluated, followup)
+        return report, Turn(trained, training["final_key"], followup_config, served)
+
+    def _step(self, rec: Records, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        done = rec.get(name)
         if done is not None:
-            self.echo(f"[{name}] already done ({self.records.prefix}{name}.json)")
+            self.echo(f"[{name}] already done ({rec.prefix}{name}.json)")
             return done
         self.echo(f"[{name}] starting")
         started = time.monotonic()
-        record = self.records.put(name, work() | {"seconds": round(time.monotonic() - started, 1)})
+        record = rec.put(name, work() | {"seconds": round(time.monotonic() - started, 1)})
         self.echo(f"[{name}] done in {record['seconds']:.0f}s")
         return record
 
-    def _campaign(self) -> dict[str, Any]:
-        config = self.fw.campaign
-        stack = LocalStack()
-        if stack.running():
-            self.echo("a local stack is already up; stopping it first")
-            stack.down(echo=self.echo)
-        stack.up(config, echo=self.echo)
+    def _task(self, step: str, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a task to the stack and wait for its result."""
+        result = self.app.send_task(name, args=args, kwargs=kwargs or {})
         try:
-            rt, app = get_runtime(), make_celery("cli")
-            campaign = config.campaign_id()
-            if not ops.CampaignState(rt.redis, campaign).exists():
-                ops.start(rt, app, config)
-            else:
-                self.echo(f"campaign {campaign} exists: following it to the end")
-            snap = ops.wait(rt, campaign, timeout_s=self.timeout_s)
-            manifest = ops.build_dataset(app, campaign, config.dataset.name)
-            final = ops.finalize(app, campaign)
-            app.close()
-        finally:
-            stack.down(echo=self.echo)
+            return dict(result.get(timeout=self.timeout_s))
+        except celery.exceptions.TimeoutError:
+            raise FlywheelError(
+                f"[{step}] no result from {name} after {self.timeout_s:.0f}s: is a trainer worker consuming queue "
+                f"{queues.TASK_QUEUES[name]!r}? Rerun to resume"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - the task's own error, named with the step
+            raise FlywheelError(f"[{step}] {name} failed: {type(exc).__name__}: {exc}; rerun to resume") from exc
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _campaign(self, config: CampaignConfig) -> dict[str, Any]:
+        rt, app = self.rt, self.app
+        campaign = config.campaign_id()
+        if not ops.CampaignState(rt.redis, campaign).exists():
+            ops.start(rt, app, config)
+        else:
+            self.echo(f"campaign {campaign} exists: following it to the end")
+        snap = ops.wait(rt, campaign, timeout_s=self.timeout_s)
+        manifest = ops.build_dataset(app, campaign, config.dataset.name)
+        final = ops.finalize(app, campaign)
         if manifest["rows"] == 0:
             raise FlywheelError(
                 f"[campaign] campaign {campaign} produced no dataset rows (kept {snap['instructions']['kept']}, "
@@ -144,77 +251,100 @@ class FlywheelRun:
             "leaderboard": final["leaderboard"],
         }
 
-    def _train(self, campaign: dict[str, Any]) -> dict[str, Any]:
+    def _train(self, campaign: dict[str, Any], source: str, output: str) -> dict[str, Any]:
         dataset = campaign["dataset"]
-        train_config = self.cfg.train_config(dataset["name"], dataset["version"])
-        path = self.work / "train.yaml"
-        path.write_text(yaml.safe_dump(train_config.model_dump(mode="json"), sort_keys=False))
-        self.echo(f"[train] {train_config.method} fine-tuning of {train_config.base_model} on "
-                  f"{dataset['name']}@{dataset['version']} ({dataset['rows']} rows)")  # fmt: skip
-        # Its own process: torch's memory is given back, and a crash leaves checkpoints to resume from.
-        summary = self.work / "train-summary.json"
-        summary.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "warrior.trainer.main", "--config", str(path),
-                "--work-dir", str(self.work / "train"), "--summary", str(summary)]  # fmt: skip
-        done = subprocess.run(argv, check=False)
-        if done.returncode != 0 or not summary.exists():
-            raise FlywheelError(f"[train] training exited with code {done.returncode}; rerun to resume from its "
-                                "last complete checkpoint")  # fmt: skip
-        result = json.loads(summary.read_text())
-        if read_marker(self.store, result["final_key"]) is None:
-            raise FlywheelError(f"[train] training finished but {result['final_key']} has no completion marker")
-        return {"run": result["run"], "final_key": result["final_key"], "config": train_config.model_dump(mode="json"),
+        config = self.cfg.train_config(dataset["name"], dataset["version"], base_model=source, output=output)
+        self.echo(f"[train] {config.method} fine-tuning of {source} on {dataset['name']}@{dataset['version']} "
+                  f"({dataset['rows']} rows) -> {output}, on the trainer's queue")  # fmt: skip
+        # A redelivered or repeated task resumes from the run's last complete checkpoint.
+        result = self._task("train", queues.TASK_TRAIN, [config.model_dump(mode="json")], {"details": True})
+        return {"run": result["run"], "final_key": result["final_key"], "config": config.model_dump(mode="json"),
                 "result": result}  # fmt: skip
 
-    def _export(self, training: dict[str, Any]) -> dict[str, Any]:
+    def _export(self, training: dict[str, Any], source: str, trained: str, *, first: bool) -> dict[str, Any]:
         gguf_type = self.cfg.gguf_type
-        trained = export_run(self.store, training["final_key"], ["gguf"], self.work / "trained", gguf_type=gguf_type)
-        trained_path = trained.local["gguf"]
-        self.echo(f"[export] {self.cfg.target.base_model} -> {gguf_type} GGUF (the base, for a like-for-like match)")
-        base_path = export_gguf(Path(self.cfg.target.base_model), self.work / "base" / f"base-{gguf_type}.gguf",
-                                outtype=gguf_type)  # fmt: skip
-        return {
-            "trained": {"gguf": str(trained_path), "sha256": file_sha256(trained_path), "keys": trained.keys},
-            "base": {"gguf": str(base_path), "sha256": file_sha256(base_path)},
-        }
+        out = {"trained": self._task("export", queues.TASK_EXPORT, [training["final_key"], trained, gguf_type])}
+        if first:  # the base's GGUF twin, for a like-for-like match; later turns' bases are earlier turns' models
+            self.echo(f"[export] {source} -> {gguf_type} GGUF (the base, for a like-for-like match)")
+            out["base"] = self._task("export", queues.TASK_EXPORT, [source, self.cfg.target.base_expert, gguf_type])
+        return out
 
-    def _followup_config(self, exported: dict[str, Any]) -> CampaignConfig:
-        """The roster again, with the base expert's model replaced by its GGUF twin and the trained model added."""
+    def _followup_config(self, turn: int, served: list[dict[str, Any]], previous: Turn | None) -> CampaignConfig:
+        """The roster again, with the base expert replaced by its GGUF twin, and every trained model added."""
         source = self.fw.campaign
-        base = next(e for e in source.experts if e.name == self.cfg.target.base_expert)
-        others = [e for e in source.experts if e.name != base.name]
-        served = {"engine": "llamacpp", "chat_template": "auto", "parallel": base.parallel,
-                  "context_length": base.context_length, "threads": base.threads}  # fmt: skip
-        experts = [
-            *others,
-            ExpertConfig(name=self.base_name, model=exported["base"]["gguf"], **served),
-            ExpertConfig(name=self.cfg.target.name, model=exported["trained"]["gguf"], **served),
-        ]
+        others = [e for e in source.experts if e.name != self.base_expert.name]
+        base = self.base_expert
+        shape = {"engine": "llamacpp", "chat_template": "auto", "parallel": base.parallel,
+                 "context_length": base.context_length, "threads": base.threads}  # fmt: skip
+        local = self.stack == "local"
+        added = [ExpertConfig(name=s["name"], model=s["path"] if local else None, **shape) for s in served]
+        experts = [*others, *added]
+        suffix = "-followup" if turn == 1 else f"-followup{turn}"
         data = source.model_dump(mode="json") | {
-            "campaign": f"{source.campaign_id()}-followup"[:63],
+            "campaign": f"{source.campaign_id()}{suffix}"[:63],
             "experts": [e.model_dump(mode="json") for e in experts],
         }
         data["mining"] = data["mining"] | {"per_expert": self.cfg.followup.per_expert}
         data["matchmaking"] = data["matchmaking"] | {"open_roster": False}
-        data["dataset"] = data["dataset"] | {"name": f"{source.dataset.name}-followup"[:63]}
+        data["dataset"] = data["dataset"] | {"name": f"{source.dataset.name}{suffix}"[:63]}
         return CampaignConfig.model_validate(data)
 
-    def _evaluate(self, exported: dict[str, Any]) -> dict[str, Any]:
-        rt = get_runtime()
+    def _serve(self, config: CampaignConfig, served: list[dict[str, Any]]) -> None:
+        """Have the stack serve the follow-up's roster: the flywheel's models as experts."""
+        names = ", ".join(s["name"] for s in served)
+        if self.stack == "local":
+            assert self._local is not None
+            self.echo(f"[register] serving {names} in the local stack")
+            self._local.add(list(config.experts), echo=self.echo)
+            return
+        values = chart_values(served, self.base_expert)
+        path = self.work / "chart-values.yaml"
+        path.write_text(yaml.safe_dump(values, sort_keys=False))
+        waiting = {s["name"]: s["revision"] for s in served}
+        deadline = time.monotonic() + self.timeout_s
+        told = False
+        while True:
+            waiting = {name: rev for name, rev in waiting.items() if not self._serves(name, rev)}
+            if not waiting:
+                return
+            if not told:
+                self.echo(f"[register] waiting for {', '.join(waiting)} to serve their exported revisions: add "
+                          f"them with `helm upgrade <release> charts/warrior --reuse-values -f {path}`")  # fmt: skip
+                told = True
+            if time.monotonic() > deadline:
+                raise FlywheelError(f"[register] {', '.join(waiting)} not serving after {self.timeout_s:.0f}s; "
+                                    f"apply {path} to the release and rerun")  # fmt: skip
+            time.sleep(5.0)
+
+    def _serves(self, expert: str, revision: str) -> bool:
+        rt = self.rt
+        if not rt.registry.resolve(expert):
+            return False
+        try:
+            return expert_model(rt.client, expert).revision == revision
+        except Exception:  # noqa: BLE001 - not answering yet is not serving yet
+            return False
+
+    def _register(self, served: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "experts": [{k: s[k] for k in ("name", "key", "file", "revision", "sha256")} for s in served],
+            "chart_values": chart_values(served, self.base_expert),
+        }
+
+    def _evaluate(self, base: str, trained: str) -> dict[str, Any]:
         ev = self.cfg.evaluate
         out: dict[str, Any] = {}
         for benchmark in ev.benchmarks:
             out[benchmark] = {}
-            for role, expert in (("base", self.base_name), ("trained", self.cfg.target.name)):
-                revision = expert_model(rt.client, expert).revision
-                self.echo(f"[evaluate] {benchmark}: {expert} ({role}), greedy")
-                stored = evaluation.evaluate_expert(
-                    rt.client, self.store, expert, revision, benchmark,
-                    cache_dir=self.settings.cache_dir, limit=ev.limit, max_tokens=ev.max_tokens, workers=ev.workers,
-                    timeout_s=ev.timeout_s, memory_mb=ev.memory_mb,
-                    progress=lambda done, total: self.echo(f"[evaluate]   {done}/{total}") if done % 10 == 0 else None,
+            for role, expert in (("base", base), ("trained", trained)):
+                self.echo(f"[evaluate] {benchmark}: {expert} ({role}), greedy, on the trainer's queue")
+                stored = self._task(
+                    "evaluate", queues.TASK_EVALUATE, [expert, benchmark],
+                    {"limit": ev.limit, "max_tokens": ev.max_tokens, "workers": ev.workers, "timeout_s": ev.timeout_s,
+                     "memory_mb": ev.memory_mb},
                 )  # fmt: skip
-                out[benchmark][role] = {"expert": expert, "revision": revision, "result": stored["key"]} | {
+                out[benchmark][role] = {"expert": expert, "revision": stored["revision"], "result": stored["key"]} | {
                     k: stored[k] for k in ("pass_at_1", "passed", "total")
                 }
                 self.echo(f"[evaluate] {benchmark}: {expert} pass@1 {stored['pass_at_1']:.3f} "
@@ -222,50 +352,58 @@ class FlywheelRun:
         return {"benchmarks": out}
 
     def _followup(self, config: CampaignConfig) -> dict[str, Any]:
-        rt, app = get_runtime(), make_celery("cli")
+        rt, app = self.rt, self.app
         campaign = config.campaign_id()
         if not ops.CampaignState(rt.redis, campaign).exists():
             ops.start(rt, app, config)
         snap = ops.wait(rt, campaign, timeout_s=self.timeout_s)
         final = ops.finalize(app, campaign)
-        app.close()
         return {"campaign": campaign, "instructions": snap["instructions"], "battles": snap["battles"],
                 "votes": snap["votes"], "leaderboard": final["leaderboard"], "judges": final["judges"]}  # fmt: skip
 
     # -- report --------------------------------------------------------------------------------
     def _report(
-        self, campaign: dict[str, Any], training: dict[str, Any], evaluated: dict[str, Any], followup: dict[str, Any]
+        self,
+        turn: int,
+        base: str,
+        trained: str,
+        campaign: dict[str, Any],
+        training: dict[str, Any],
+        registered: dict[str, Any],
+        evaluated: dict[str, Any],
+        followup: dict[str, Any],
     ) -> dict[str, Any]:
         board = {row["expert"]: row for row in followup["leaderboard"]}
         pick = ("rating", "ci_low", "ci_high", "battles", "win_rate")
         result = training.get("result", {})
         return {
             "flywheel": self.fw.id,
+            "turn": turn,
             "campaign": {k: campaign[k] for k in ("campaign", "instructions", "battles", "votes")},
             "dataset": campaign["dataset"],
             "training": {
-                "base_model": self.cfg.target.base_model,
+                "base_model": training["config"]["base_model"],
+                "output": trained,
                 "method": training["config"]["method"],
                 "run": training["run"],
                 "final": training["final_key"],
                 "steps": result.get("steps"),
                 "losses": result.get("losses"),
             },
+            "registered": registered["experts"],
             "evaluation": evaluated["benchmarks"],
             "ratings": {
                 "campaign": followup["campaign"],
                 "battles": followup["battles"],
                 "votes": followup["votes"],
-                "base": {"expert": self.base_name} | {k: board.get(self.base_name, {}).get(k) for k in pick},
-                "trained": {"expert": self.cfg.target.name}
-                | {k: board.get(self.cfg.target.name, {}).get(k) for k in pick},
+                "base": {"expert": base} | {k: board.get(base, {}).get(k) for k in pick},
+                "trained": {"expert": trained} | {k: board.get(trained, {}).get(k) for k in pick},
                 "leaderboard": followup["leaderboard"],
             },
         }
 
 
-def render_report(report: dict[str, Any]) -> str:
-    """The report as text: pass@1 of base vs trained per benchmark, and the follow-up ratings."""
+def _render_turn(report: dict[str, Any]) -> list[str]:
     rows = []
     for benchmark, roles in report["evaluation"].items():
         for role in ("base", "trained"):
@@ -281,18 +419,26 @@ def render_report(report: dict[str, Any]) -> str:
     data = report["dataset"]
     losses = report["training"].get("losses") or []
     loss_text = f", loss {losses[0][1]:.3f} -> {losses[-1][1]:.3f}" if losses else ""
-    return "\n".join(
-        [
-            f"flywheel {report['flywheel']}",
-            f"campaign {report['campaign']['campaign']}: {report['campaign']['battles']} battles, "
-            f"{report['campaign']['votes']} votes -> dataset {data['name']}@{data['version']} ({data['rows']} rows)",
-            f"training {report['training']['method']} on {report['training']['base_model']}: "
-            f"{report['training'].get('steps')} steps{loss_text}",
-            "",
-            "pass@1 (greedy, sandboxed)",
-            table(rows, ["benchmark", "model", "pass@1", "passed"]),
-            "",
-            f"follow-up campaign {ratings['campaign']}: {ratings['battles']} battles, {ratings['votes']} votes",
-            table(board, ["expert", "rating", "ci_low", "ci_high", "battles", "win_rate"]),
-        ]
-    )
+    return [
+        f"campaign {report['campaign']['campaign']}: {report['campaign']['battles']} battles, "
+        f"{report['campaign']['votes']} votes -> dataset {data['name']}@{data['version']} ({data['rows']} rows)",
+        f"training {report['training']['method']} on {report['training']['base_model']}: "
+        f"{report['training'].get('steps')} steps{loss_text}",
+        "",
+        "pass@1 (greedy, sandboxed)",
+        table(rows, ["benchmark", "model", "pass@1", "passed"]),
+        "",
+        f"follow-up campaign {ratings['campaign']}: {ratings['battles']} battles, {ratings['votes']} votes",
+        table(board, ["expert", "rating", "ci_low", "ci_high", "battles", "win_rate"]),
+    ]
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The report as text, per turn: pass@1 of base vs trained per benchmark, and the follow-up ratings."""
+    turns = report.get("turns") or [report]
+    lines = [f"flywheel {report['flywheel']}"]
+    for index, turn in enumerate(turns):
+        if len(turns) > 1:
+            lines += ([""] if index else []) + [f"turn {turn.get('turn', index + 1)}: {turn['training']['output']}"]
+        lines += _render_turn(turn)
+    return "\n".join(lines)

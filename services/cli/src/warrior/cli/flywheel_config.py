@@ -9,8 +9,12 @@
     train: {method: lora, training: {max_steps: 30}}    # any training-file keys but base_model/output/dataset
     evaluate: {benchmarks: [humaneval], limit: 20}
     followup: {per_expert: 2}
+    turns: 1                               # turns of the loop; each trains the previous turn's model
 
 Every key is checked before anything starts, the campaign file and the training keys included.
+
+Turn 1 trains `target.base_model` on the campaign's dataset into `target.name`; turn k > 1 trains
+turn k-1's model on the dataset of turn k-1's follow-up campaign into `<target.name>-t<k>`.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class FlywheelConfig(_Strict):
     gguf_type: Literal["f16", "bf16", "f32", "q8_0"] = "f16"
     evaluate: EvaluateConfig = EvaluateConfig()
     followup: FollowupConfig = FollowupConfig()
+    turns: int = Field(1, ge=1, le=50)
 
     _campaign_path = field_validator("campaign")(_path)
 
@@ -82,11 +87,17 @@ class FlywheelConfig(_Strict):
             raise ValueError(f"train.{taken[0]} is set by the flywheel (target and campaign); remove it")
         return self
 
-    def train_config(self, dataset: str, version: str) -> TrainConfig:
-        """The training file for the target on a dataset version."""
+    def trained_name(self, turn: int) -> str:
+        """The expert name of the model trained in a turn (1-based): `target.name`, then `<name>-t<k>`."""
+        return self.target.name if turn == 1 else f"{self.target.name}-t{turn}"
+
+    def train_config(
+        self, dataset: str, version: str, *, base_model: str | None = None, output: str | None = None
+    ) -> TrainConfig:
+        """The training file for the target (or, in a later turn, `base_model` into `output`) on a dataset version."""
         data = dict(self.train) | {
-            "base_model": self.target.base_model,
-            "output": self.target.name,
+            "base_model": base_model or self.target.base_model,
+            "output": output or self.target.name,
             "dataset": {"name": dataset, "version": version},
         }
         return parse_train_config(data, "flywheel train")
@@ -105,8 +116,9 @@ class Flywheel:
         return self.config.flywheel
 
 
-def load_flywheel(path: str | Path) -> Flywheel:
-    """Read and validate a flywheel file, its campaign file and its training keys."""
+def load_flywheel(path: str | Path, *, local_model: bool = True) -> Flywheel:
+    """Read and validate a flywheel file, its campaign file and its training keys. `local_model`:
+    target.base_model must be a folder here (it is elsewhere when the trainer runs on a cluster)."""
     path = Path(path)
     data = read_yaml(read_text(path, "flywheel config"), str(path))
     if not isinstance(data, dict):
@@ -131,9 +143,14 @@ def load_flywheel(path: str | Path) -> Flywheel:
             f"{path}: target.base_expert {config.target.base_expert!r} is not an expert of {config.campaign} "
             f"({', '.join(campaign.expert_names)})"
         )
+    names = [config.trained_name(turn) for turn in range(1, config.turns + 1)]
     if config.target.name in campaign.expert_names:
         raise ConfigError(f"{path}: target.name {config.target.name!r} is already an expert of the campaign")
-    if not Path(config.target.base_model).is_dir():
+    taken = [name for name in names[1:] if name in campaign.expert_names or len(name) > 63]
+    if taken:
+        raise ConfigError(f"{path}: turn model name {taken[0]!r} is taken by the campaign or too long: shorten "
+                          "target.name")  # fmt: skip
+    if local_model and not Path(config.target.base_model).is_dir():
         raise ConfigError(f"{path}: target.base_model {config.target.base_model} is not a folder (run `make install`)")
     try:
         config.train_config(campaign.dataset.name, "latest")

@@ -265,6 +265,53 @@ class LocalStack:
             time.sleep(0.5)
         echo(f"experts registered: {', '.join(experts) or '(none)'}")
 
+    def add(
+        self,
+        experts: list[ExpertConfig],
+        *,
+        services: tuple[str, ...] = (),
+        timeout_s: float = 300.0,
+        echo: Any = print,
+    ) -> list[Proc]:
+        """Start, in the running stack, the experts and the services' workers it does not run yet
+        (as `up` starts them); they go into its state file, so `down` stops them with the rest.
+        Returns what was started."""
+        state = self.read()
+        if not state or not self.running():
+            raise StackError("the local stack is not running")
+        procs = [Proc(**p) for p in state["processes"]]
+        alive = {p.name for p in procs if _alive(p.pid)}
+        env = dict(os.environ) | {"WARRIOR_HOME": str(self.home), "REDIS_URL": self.settings.redis_url,
+                                  "WARRIOR_STORE_URL": self.settings.store_url}  # fmt: skip
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        wanted = [e for e in experts if e.served_locally and f"expert-{e.name}" not in alive]
+        # A stopped process of the same name is replaced by the one started here.
+        replaced = {f"expert-{e.name}" for e in wanted} | {f"worker-{s}" for s in services}
+        procs = [p for p in procs if p.name in alive or p.name not in replaced]
+        commands = [
+            (e, expert_argv(e, threads=e.threads or max(1, (os.cpu_count() or 1) // e.parallel))) for e in wanted
+        ]
+        extra = {k: v for k, v in state.items() if k != "processes"}
+        added: list[Proc] = []
+        for expert, argv in commands:
+            echo(f"starting expert {expert.name} ({expert.engine}{', ' + expert.model if expert.model else ''})")
+            added.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
+            self._write(procs + added, extra)
+        for service in services:
+            if any(name == f"worker-{service}" or name.startswith(f"worker-{service}-") for name in alive):
+                continue
+            service_queues = queues.SERVICE_QUEUES[service]
+            argv = [
+                _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
+                "-Q", ",".join(service_queues), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
+                "-n", f"{service}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            ]  # fmt: skip
+            echo(f"starting worker {service} (queues {', '.join(service_queues)})")
+            added.append(self._spawn(f"worker-{service}", "worker", argv, env))
+            self._write(procs + added, extra)
+        self._wait_ready(added, [e.name for e, _ in commands], timeout_s, echo)
+        return added
+
     def restart(self, name: str) -> Proc:
         """Start a stopped or killed process of the stack again, as `up` started it (the way a
         Kubernetes controller replaces a pod); the stack's state file points at the new pid."""
