@@ -65,6 +65,7 @@ class _App:
     def __init__(self, tmp_path: Path) -> None:
         self.sent: list[tuple[str, list[Any], dict[str, Any]]] = []
         self.tmp = tmp_path
+        self.consumed = ["mine", "battle", "train"]
 
     def send_task(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> _Result:
         self.sent.append((name, list(args), dict(kwargs)))
@@ -91,6 +92,21 @@ class _App:
 
     def close(self) -> None:
         pass
+
+    @property
+    def control(self) -> Any:
+        """Remote control: which queues the stack's workers consume (`consumed`)."""
+        app = self
+
+        class Inspect:
+            def active_queues(self) -> dict[str, list[dict[str, str]]]:
+                return {f"{q}@pod": [{"name": q}] for q in app.consumed}
+
+        class Control:
+            def inspect(self, timeout: float) -> Inspect:
+                return Inspect()
+
+        return Control()
 
 
 class _Campaigns:
@@ -261,6 +277,12 @@ def test_on_a_cluster_nothing_is_started_and_the_models_join_by_chart_values(
         return True
 
     monkeypatch.setattr(FlywheelRun, "_serves", serves)
+    # Without a trainer's worker on the cluster, the flywheel says so before sending anything to it.
+    fakes["app"].consumed = ["mine", "battle"]
+    with pytest.raises(flywheel_module.FlywheelError, match="services.trainer.enabled"):
+        _run(_write(tmp_path, flywheel="fw-no-trainer"), stack="cluster")
+    assert fakes["app"].sent == []
+    fakes["app"].consumed = ["mine", "battle", "train"]
     report, _ = _run(_write(tmp_path, target={"name": "smol-arena", "base_expert": "alpha",
                                               "base_model": "/models/hf/base"}), stack="cluster")  # fmt: skip
     # The trainer's own path to the base model, not one of this machine.

@@ -121,6 +121,7 @@ class FlywheelRun:
         self.work = self.settings.home / "flywheel" / flywheel.id
         self._app: Celery | None = None
         self._local: LocalStack | None = None
+        self._trainer_seen = False
         base = next(e for e in flywheel.campaign.experts if e.name == self.cfg.target.base_expert)
         self.base_expert: ExpertConfig = base
 
@@ -213,8 +214,19 @@ class FlywheelRun:
         self.echo(f"[{name}] done in {record['seconds']:.0f}s")
         return record
 
+    def _require_worker(self, step: str, queue: str) -> None:
+        """On a cluster, a worker must consume the queue (the chart's trainer is off by default): say so at once."""
+        if self.stack != "cluster" or self._trainer_seen:
+            return
+        replies = self.app.control.inspect(timeout=5.0).active_queues() or {}
+        if not any(q.get("name") == queue for consumed in replies.values() for q in consumed or []):
+            raise FlywheelError(f"[{step}] no worker of the stack consumes queue {queue!r}: enable the trainer's "
+                                "worker (chart value services.trainer.enabled) and rerun")  # fmt: skip
+        self._trainer_seen = True
+
     def _task(self, step: str, name: str, args: list[Any], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a task to the stack and wait for its result."""
+        self._require_worker(step, queues.TASK_QUEUES[name])
         result = self.app.send_task(name, args=args, kwargs=kwargs or {})
         try:
             return dict(result.get(timeout=self.timeout_s))
