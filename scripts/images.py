@@ -17,8 +17,9 @@ build from PyPI alone plus that one wheel.
 
 `check` builds each image (unless --no-build), then runs inside it: `pip check` on its virtualenv,
 its entry point (the Celery app's import, or the console script with --help) and its HEALTHCHECK
-command where that needs no running broker or server; a Celery worker's `inspect ping` needs a
-broker, so `celery -A APP report` (loads the app and its configuration, contacts nothing) stands in.
+command: a long-running service's (a Celery worker's `inspect ping`, the controller's heartbeat) once
+its default command runs against a throwaway Redis on the host network, the expert's gRPC health
+check once it serves the zero-latency test engine, a one-shot image's as it is.
 Results go to a JSON file (image, size, build seconds, checks) and a table.
 
 `closure` (also a test, tests/test_images.py) proves every image installs its service's local
@@ -388,10 +389,11 @@ def _celery_app(argv: list[str]) -> str | None:
 def plan_checks(dockerfile: Path) -> list[Check]:
     """What to run inside an image: its virtualenv is whole, its entry point starts, its health command passes.
 
-    A Celery worker's health command pings the worker through the broker: the worker (the image's CMD)
-    is started against a Redis on the host network, then the command runs unchanged. An expert's gRPC
-    health check asks a server: it is started with the zero-latency test engine, unregistered. A
-    health command that needs neither runs as it is.
+    A long-running service's health command asks the service (a Celery worker's pings it through the
+    broker, the controller's reads its loop's heartbeat): the image's default command is started
+    against a Redis on the host network, then the command runs unchanged until it passes. An expert's
+    gRPC health check asks a server: it is started with the zero-latency test engine, unregistered.
+    The health command of a one-shot image (default command `--help` or `python -c`) runs as it is.
     """
     entrypoint, cmd, health = image_commands(dockerfile)
     checks = [Check("pip check", ["python", "-m", "pip", "check"], "the virtualenv's requirements are all met")]
@@ -400,18 +402,22 @@ def plan_checks(dockerfile: Path) -> list[Check]:
         checks.append(Check("entry point", ["python", "-c", f"import {app}"], f"imports {app}"))
     elif entrypoint:
         checks.append(Check("entry point", [*entrypoint, "--help"], "the console script runs"))
-    elif cmd:
+    elif cmd[:2] == ["python", "-c"]:
         checks.append(Check("entry point", cmd, "the default command runs"))
+    elif cmd:
+        checks.append(Check("entry point", [cmd[0], "--help"], "the console script runs"))
     if not health:
         return checks
     joined = " ".join(health)
+    default = [*entrypoint, *cmd]
     server: list[str] | None = None
-    if app and "inspect ping" in joined:
-        server = cmd
-        note = "the worker (its CMD) started against a Redis broker, then the HEALTHCHECK command as written"
-    elif "127.0.0.1:" in joined and entrypoint and Path(entrypoint[0]).name == "warrior-expert":
+    if "127.0.0.1:" in joined and entrypoint and Path(entrypoint[0]).name == "warrior-expert":
         server = [*entrypoint, "--name", "image-check", "--engine", "zero-latency-test", "--no-register"]
         note = "warrior-expert with the zero-latency test engine, then the HEALTHCHECK command as written"
+    elif default and default[-1] != "--help" and default[:2] != ["python", "-c"]:
+        # A long-running service (a Celery worker, the controller's loop): its health command asks it.
+        server = default
+        note = "the image's default command started (Redis on the host network), then the HEALTHCHECK as written"
     if server is None:
         checks.append(Check("healthcheck", health, "the HEALTHCHECK command as written"))
         return checks
