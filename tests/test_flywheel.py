@@ -1,8 +1,9 @@
 """The flywheel end to end at the smallest size: a campaign, training, export, evaluation, follow-up.
 
 The campaign's roster is the zero-latency test engine (instant fake outputs, not a model), so the
-arena part is quick; the target is the real SmolLM2-135M-Instruct, trained for two LoRA steps,
-converted to GGUF with its base, served by llama.cpp, evaluated in the sandbox and battled.
+arena part is quick; the target is the real SmolLM2-135M-Instruct, trained for two LoRA steps by
+the trainer's worker, converted to GGUF with its base there, served by llama.cpp, evaluated in the
+sandbox and battled. The flywheel starts the local stack itself here, so it stops it at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from warrior.cli.flywheel_config import load_flywheel
+from warrior.cli.stack import LocalStack
 from warrior.common.campaign_config import ConfigError
 
 pytestmark = pytest.mark.stack
@@ -94,6 +96,9 @@ def test_flywheel_runs_the_whole_loop_and_resumes_from_its_records(warrior_env: 
     assert names == {"beta", "gamma", "alpha-f16", "smol-arena"}  # the trained model joined the roster
     assert report["ratings"]["trained"]["battles"] > 0
     assert "pass@1" in report_path.with_suffix(".md").read_text()
+    assert "on the trainer's queue" in first.stderr  # training was a task, not a process of the CLI
+    assert (Path(env["WARRIOR_STORE_URL"].removeprefix("file://")) / "flywheel/fw-test/turn-1/train.json").is_file()
+    assert not LocalStack().running()  # the stack it started is stopped
     # A rerun finds every step recorded: nothing is trained, evaluated or battled again.
     started = time.monotonic()
     again = _flywheel(env, path, tmp_path / "again.json")
