@@ -17,11 +17,13 @@ from warrior.trainer.evaluation import evaluate_expert
 
 
 class _Reply:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, revision: str = "") -> None:
         self.text = text
+        self.revision = revision
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1}
+        reply = {"text": self.text, "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1}
+        return reply | ({"revision": self.revision} if self.revision else {})
 
 
 class _Killed(BaseException):
@@ -87,3 +89,21 @@ def test_the_ledger_records_the_greedy_request(tmp_path: Path) -> None:
     assert record["request"]["messages"][0]["content"] == client.asked[0]
     assert record["request"]["sampling"]["temperature"] == 0.0 and record["request"]["sampling"]["max_tokens"] == 64
     assert record["response"]["text"].startswith("```python")
+
+
+def test_answers_from_other_weights_stop_the_evaluation_instead_of_being_scored(tmp_path: Path) -> None:
+    """A replica that answers with another revision (a rolling update) is not this revision's failure:
+    the evaluation stops, stores no result, and a rerun keyed on the new revision starts afresh."""
+    from warrior.common.ledger import RevisionMismatch
+
+    class _Redeployed(_CountingClient):
+        def chat(self, expert: str, messages: Sequence[dict[str, str]], sampling: dict[str, Any]) -> _Reply:
+            reply = super().chat(expert, messages, sampling)
+            reply.revision = "rev2"
+            return reply
+
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(RevisionMismatch):
+        evaluate_expert(_Redeployed(), store, "coder", "rev1", "humaneval", cache_dir=tmp_path / "cache", limit=3,
+                        executor=_InstantExecutor())  # fmt: skip
+    assert not store.list("evals/coder/rev1/")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from warrior.common.benchmarks import Problem, humaneval, mbpp
-from warrior.common.ledger import CallLedger
+from warrior.common.ledger import CallLedger, RevisionMismatch
 from warrior.common.store import ObjectStore, StoreError, validate_key
 from warrior.executor.runner import Executor, LocalExecutor, Program
 from warrior.executor.sandbox import SandboxResult, Status
@@ -251,6 +251,8 @@ def _answer(
     started = time.monotonic()
     try:
         reply = generate(problem)
+    except RevisionMismatch:  # other weights answered: not this model's failure, and no score for it
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure to answer is this problem's failure
         return ProblemOutcome(
             task_id=problem.task_id,
@@ -306,12 +308,13 @@ def evaluate(
 
     `generate` returns the model's reply (decoding is the caller's choice; `expert_generator` is
     greedy); when it raises, the problem is recorded as a "generation_error" failure and the
-    evaluation goes on. `workers` answers are generated at a time, so `generate` is called from
-    that many threads at once; the answers generated so far run as one batch through `executor`
-    while the next ones are generated. `executor` defaults to a `LocalExecutor` (this machine's
-    sandbox, as many programs at once as it has CPUs), made for this call and closed after it; an
-    executor's error (the executor service unreachable, say) is raised, never scored.
-    `progress(done, total)` is called from the calling thread after each problem.
+    evaluation goes on (unless it is a RevisionMismatch: the answer came from other weights than
+    those evaluated, so the evaluation stops and is raised). `workers` answers are generated at a
+    time, so `generate` is called from that many threads at once; the answers generated so far run
+    as one batch through `executor` while the next ones are generated. `executor` defaults to a
+    `LocalExecutor` (this machine's sandbox, as many programs at once as it has CPUs), made for this
+    call and closed after it; an executor's error (the executor service unreachable, say) is raised,
+    never scored. `progress(done, total)` is called from the calling thread after each problem.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
