@@ -56,8 +56,10 @@ def download_sdist(sdist_dir: Path) -> Path:
                 "download",
                 "--quiet",
                 "--no-deps",
+                # The sdist of this one package; its build backend's own requirements may come as
+                # wheels (":all:" would build them from source too, in chains, for many minutes).
                 "--no-binary",
-                ":all:",
+                REQUIREMENT.split("==")[0],
                 "--dest",
                 str(sdist_dir),
                 REQUIREMENT,
