@@ -157,10 +157,12 @@ class MiniCluster:
             f"--- {p.name}\n{p.log.read_text(errors='replace')[-tail:]}" for p in self.pods if p.log.exists()
         )
 
-    def wait_for(self, check: Any, timeout_s: float, what: str) -> None:
+    def wait_for(self, check: Any, timeout_s: float, what: str, context: Any = None) -> None:
+        """Poll `check` until true; on timeout fail with the pods' logs (and `context()`, when given)."""
         deadline = time.monotonic() + timeout_s
         while not check():
             dead = [p.name for p in self.pods if p.proc is not None and p.proc.poll() not in (None, 0)]
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not after {timeout_s:.0f}s (exited: {dead})\n{self.logs()}")
+                extra = f"\n{context()}" if context is not None else ""
+                raise AssertionError(f"{what}: not after {timeout_s:.0f}s (exited: {dead}){extra}\n{self.logs()}")
             time.sleep(0.5)

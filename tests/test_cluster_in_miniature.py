@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +49,9 @@ def moto_endpoint() -> Iterator[str]:
 
 
 def _values(password_redis: dict[str, str], store_url: str) -> dict[str, Any]:
-    # A local MBPP copy for decontamination, as a cluster without internet gives it (settings.extraEnv).
-    mbpp = [{"name": "WARRIOR_MBPP_PATH", "value": p} for p in [os.environ.get("WARRIOR_MBPP_PATH")] if p]
+    # A local MBPP copy for decontamination, as a cluster without internet gives it: a file on the
+    # shared cache volume, named by settings.extraEnv.
+    mbpp = [{"name": "WARRIOR_MBPP_PATH", "value": "/var/cache/warrior/mbpp.jsonl"}]
     return {
         "redis": {"host": "127.0.0.1", "port": int(password_redis["port"]),
                   "auth": {"username": "warrior", "existingSecret": "mini-redis", "passwordKey": "redis-password"}},
@@ -82,6 +84,16 @@ def _values(password_redis: dict[str, str], store_url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _cache_volume(folder: Path) -> Path:
+    """The shared cache volume: the MBPP copy, and the benchmark embeddings other tests already computed
+    (content-addressed, so reusing them only saves time)."""
+    (folder / "benchmarks").mkdir(parents=True)
+    shutil.copyfile(os.environ["WARRIOR_MBPP_PATH"], folder / "mbpp.jsonl")
+    for saved in (ROOT / ".cache" / "warrior" / "benchmarks").glob("embeddings-*.npy"):
+        shutil.copyfile(saved, folder / "benchmarks" / saved.name)
+    return folder
+
+
 def test_the_chart_s_pods_finish_a_campaign_through_the_controller_alone_when_replicas_die(
     tmp_path: Path,
     password_redis: dict[str, str],
@@ -102,7 +114,7 @@ def test_the_chart_s_pods_finish_a_campaign_through_the_controller_alone_when_re
             "mini-client-tls": {"tls.crt": pem["client_crt"], "tls.key": pem["client_key"]},
         },
         root=tmp_path / "pods",
-        shared={"mini-cache": ROOT / ".cache" / "warrior"},
+        shared={"mini-cache": _cache_volume(tmp_path / "pvc-cache")},
     )
     assert len(cluster.of("expert")) == 4 and len(cluster.of("controller")) == 2
     assert all(len([p for p in cluster.pods if p.component == w]) == 2 for w in WORKERS)
@@ -119,7 +131,7 @@ def test_the_chart_s_pods_finish_a_campaign_through_the_controller_alone_when_re
         assert CAMPAIGN in job.log.read_text()  # the Job enqueued the campaign and ended: nobody waits on it
 
         state = CampaignState(client, CAMPAIGN)
-        cluster.wait_for(lambda: state.count("battled") >= 1, 180, "the first battle")
+        cluster.wait_for(lambda: state.count("battled") >= 1, 180, "the first battle", lambda: state.snapshot())
         victims = [cluster.of("expert")[0], cluster.of("judge")[0]]
         assert victims[0].name.startswith("arena-warrior-expert-alpha")  # alpha keeps one replica
         for pod in victims:
