@@ -99,6 +99,15 @@ def expert_argv(expert: ExpertConfig, *, threads: int, environ: Mapping[str, str
     return argv
 
 
+def worker_argv(service: str, name: str) -> list[str]:
+    """The Celery worker of one service on its queues, as the local stack runs it (`name`: its node name)."""
+    return [
+        _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
+        "-Q", ",".join(queues.SERVICE_QUEUES[service]), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
+        "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -229,11 +238,7 @@ class LocalStack:
                     continue
                 for replica in range(worker_replicas):
                     name = service if worker_replicas == 1 else f"{service}-{replica}"
-                    argv = [
-                        _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
-                        "-Q", ",".join(service_queues), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
-                        "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                    ]  # fmt: skip
+                    argv = worker_argv(service, name)
                     echo(f"starting worker {name} (queues {', '.join(service_queues)})")
                     procs.append(self._spawn(f"worker-{name}", "worker", argv, env))
                     self._write(procs, shown)
@@ -301,11 +306,7 @@ class LocalStack:
             if any(name == f"worker-{service}" or name.startswith(f"worker-{service}-") for name in alive):
                 continue
             service_queues = queues.SERVICE_QUEUES[service]
-            argv = [
-                _bin("celery"), "-A", f"warrior.{service}.worker", "worker",
-                "-Q", ",".join(service_queues), "-P", "threads", "-c", str(WORKER_CONCURRENCY[service]),
-                "-n", f"{service}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-            ]  # fmt: skip
+            argv = worker_argv(service, service)
             echo(f"starting worker {service} (queues {', '.join(service_queues)})")
             added.append(self._spawn(f"worker-{service}", "worker", argv, env))
             self._write(procs + added, extra)
