@@ -195,8 +195,9 @@ def test_hostile_answers_are_contained_and_scored_as_failures(
     problems = [p for p in mbpp_problems if p.task_id in hostile]
     result = evaluate(problems, lambda p: f"```python\n{hostile[p.task_id]}\n```", timeout_s=1.0, memory_mb=256)
     outcomes = {o.task_id: (o.status, o.limit) for o in result.outcomes}
+    # A busy loop meets the wall clock and the CPU limit (both 1 s) together: either may stop it.
+    assert outcomes.pop("11") in {("timeout", "wall_time 1s"), ("timeout", "cpu_time")}
     assert outcomes == {
-        "11": ("timeout", "wall_time 1s"),
         "12": ("blocked", "no_subprocess"),
         "13": ("memory", "memory 256MB"),
         "14": ("blocked", "write_outside_dir"),
