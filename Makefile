@@ -15,13 +15,18 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # canonical source is fetched at run time (see services/instruction_miner/.../benchmarks.py).
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
+# The browser the viewer's tests drive through Playwright (tests/test_web_browser.py, make screenshots): Debian's
+# chromium, installed with apt-get when missing (Playwright's own browser download is not used).
+CHROMIUM ?= /usr/bin/chromium
+export WARRIOR_CHROMIUM := $(CHROMIUM)
+
 .DEFAULT_GOAL := help
 .PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo calibrate flywheel-demo chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed models models-hf gguf-converter .cache/bin/helm ## set up everything: venv, llama.cpp, vLLM (CPU), services, dev tools, protos, demo models, GGUF converter, helm
+install: $(VENV)/.installed models models-hf gguf-converter .cache/bin/helm $(CHROMIUM) ## set up everything: venv, llama.cpp, vLLM (CPU), services, dev tools, protos, demo models, GGUF converter, helm, chromium
 	@echo "installed: run 'make demo' or 'make test'"
 
 $(VENV)/bin/python:
@@ -71,6 +76,13 @@ gguf-converter: $(VENV)/bin/python ## llama.cpp's HF -> GGUF converter for the t
 
 chart-pipeline: ## regenerate charts/warrior/files/pipeline.json from warrior.common.queues
 	$(PY) scripts/chart_pipeline.py
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "$@ missing: install Debian's chromium package (as root)"; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; $$SUDO apt-get install -y chromium \
+	  || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+	@test -x $@ || { echo "$@ is still missing after installing chromium: set CHROMIUM=/path/to/chromium"; exit 1; }
 
 .PHONY: docs
 docs: ## regenerate the configuration reference (docs/configuration.md, the README's table) from the campaign schema
