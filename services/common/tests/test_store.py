@@ -171,6 +171,36 @@ def test_list_prefix_is_sorted_and_filtered(store: ObjectStore) -> None:
     assert store.list("runs/zzz/") == []
 
 
+def test_list_page_walks_a_prefix_in_pages(store: ObjectStore) -> None:
+    """Pages of list(): the last key of one page starts the next, in the same order, across "folders"."""
+    keys = ["runs/a-b", "runs/a/0", "runs/a/1", "runs/a/sub/x", "runs/ab", "runs/b/2", "runsx/1", "top", "b.json"]
+    for key in keys:
+        store.put(key, b"x")
+    # "runs/a-b" sorts before the keys under "runs/a/" ('-' < '/'): the walk follows key order, not folder order.
+    expected = store.list("runs/")
+    assert expected == ["runs/a-b", "runs/a/0", "runs/a/1", "runs/a/sub/x", "runs/ab", "runs/b/2"]
+    for size in (1, 2, 4, 100):
+        pages, after = [], ""
+        while True:
+            page = store.list_page("runs/", start_after=after, limit=size)
+            assert len(page) <= size
+            if not page:
+                break
+            pages.append(page)
+            after = page[-1]
+        assert [k for page in pages for k in page] == expected
+        assert all(len(page) == size for page in pages[:-1])
+    assert store.list_page("", limit=100) == sorted(keys)
+    assert store.list_page("runs/a/", start_after="runs/a/0", limit=2) == ["runs/a/1", "runs/a/sub/x"]
+    assert store.list_page("runs/", start_after="runs/a/zzz", limit=1) == ["runs/ab"]
+    assert store.list_page("runs/", start_after="runs/z") == []
+    assert store.list_page("nothing/") == []
+    with pytest.raises(InvalidKey):
+        store.list_page("../")
+    with pytest.raises(ValueError):
+        store.list_page("runs/", limit=0)
+
+
 @pytest.mark.parametrize("key", INVALID_KEYS)
 def test_invalid_keys_are_rejected(store: ObjectStore, key: str) -> None:
     calls: list[Callable[[], object]] = [

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import builtins
 import io
+import itertools
 import json
 import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
@@ -162,6 +164,14 @@ def _validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def _check_page(prefix: str, start_after: str, limit: int) -> None:
+    _validate_prefix(prefix)
+    if not isinstance(start_after, str):
+        raise InvalidKey(repr(start_after), "start_after must be str")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+
+
 def _encode_json(key: str, obj: Any) -> bytes:
     try:
         text = json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=None)
@@ -205,6 +215,13 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str) -> builtins.list[str]:
         """Return every key that starts with ``prefix`` (a plain string prefix), sorted."""
+        ...
+
+    def list_page(self, prefix: str, *, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
+        """At most ``limit`` keys starting with ``prefix`` that sort after ``start_after``, sorted.
+
+        A page of what list() returns: pass the last key of a page as ``start_after`` to get the next.
+        """
         ...
 
     def put_json(self, key: str, obj: Any, *, if_absent: bool = False) -> bool:
@@ -369,6 +386,40 @@ class LocalStore(_JsonMixin):
                     keys.append(key)
         keys.sort()
         return keys
+
+    def list_page(self, prefix: str, *, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
+        """A page of list(prefix): at most ``limit`` keys after ``start_after``, sorted.
+
+        Walks directories in key order and stops once the page is full; a directory whose keys all
+        sort before ``start_after`` (or cannot match ``prefix``) is not entered, so a page deep into a
+        large prefix reads one listing per directory level, not every key.
+        """
+        _check_page(prefix, start_after, limit)
+        return list(itertools.islice(self._walk_sorted(self.root, "", prefix, start_after), limit))
+
+    def _walk_sorted(self, directory: Path, head: str, prefix: str, start_after: str) -> Iterator[str]:
+        try:
+            entries = [(e.name, e.is_dir()) for e in os.scandir(directory) if not e.name.startswith(_TMP_PREFIX)]
+        except FileNotFoundError:
+            return  # removed while we walked
+        except NotADirectoryError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot list {prefix!r} in {self.url}: {exc}") from exc
+        # A directory's keys sort as "name/...": order entries by that, not by the bare name.
+        entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
+        for name, is_dir in entries:
+            if is_dir:
+                sub = head + name + "/"
+                if not (sub.startswith(prefix) or prefix.startswith(sub)):
+                    continue
+                if sub < start_after and not start_after.startswith(sub):
+                    continue  # every key under it sorts before start_after
+                yield from self._walk_sorted(directory / name, sub, prefix, start_after)
+            else:
+                key = head + name
+                if key.startswith(prefix) and key > start_after:
+                    yield key
 
 
 class S3Store(_JsonMixin):
@@ -553,6 +604,29 @@ class S3Store(_JsonMixin):
             raise self._error("list", repr(prefix), exc) from exc
         # S3 lists in UTF-8 byte order, which can differ from Python's code-point order.
         keys.sort()
+        return keys
+
+    def list_page(self, prefix: str, *, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
+        """A page of list(prefix): at most ``limit`` keys after ``start_after``, sorted.
+
+        One listing request (S3's ``start-after``) per 1000 keys of the page, never the whole prefix.
+        UTF-8 byte order, in which S3 lists, is the code-point order list() sorts by.
+        """
+        _check_page(prefix, start_after, limit)
+        base = f"{self.prefix}/" if self.prefix else ""
+        after = base + start_after if start_after else None
+        keys: builtins.list[str] = []
+        try:
+            objects = self._client.list_objects(self.bucket, prefix=base + prefix, recursive=True, start_after=after)
+            for obj in objects:
+                name = obj.object_name
+                if name is None or obj.is_dir or not name.startswith(base):
+                    continue
+                keys.append(name[len(base) :])
+                if len(keys) >= limit:
+                    break
+        except _S3_FAILURES as exc:
+            raise self._error("list", repr(prefix), exc) from exc
         return keys
 
 
