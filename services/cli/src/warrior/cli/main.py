@@ -18,6 +18,7 @@ from warrior.cli.stack import LocalStack, StackError
 from warrior.cli.tables import table
 from warrior.common.campaign_config import ConfigError, load_campaign_config
 from warrior.common.celery_app import make_celery
+from warrior.common.logs import configure_logging
 from warrior.common.registry import summarize
 from warrior.common.runtime import Runtime, get_runtime
 from warrior.common.security import SecurityConfigError, redact_url
@@ -502,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # What the libraries warn about, readable on a terminal (WARRIOR_LOG_FORMAT=json for JSON lines).
+    configure_logging("cli", default_format="text", default_level="WARNING")
     try:
         code = args.func(args)
     except ConfigError as exc:

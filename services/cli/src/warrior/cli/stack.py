@@ -21,6 +21,7 @@ from redis import exceptions as redis_errors
 
 from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig, ExpertConfig
+from warrior.common.logs import FORMAT_ENV as LOG_FORMAT_ENV
 from warrior.common.redis_client import connect
 from warrior.common.registry import Registry
 from warrior.common.security import redact_url
@@ -150,6 +151,7 @@ class LocalStack:
     # -- start ----------------------------------------------------------------------------
     def _spawn(self, name: str, kind: str, argv: list[str], env: dict[str, str]) -> Proc:
         log_path = self.logs / f"{name}.log"
+        env = {LOG_FORMAT_ENV: "text"} | env  # readable log files, unless the caller asked for json
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True

@@ -15,6 +15,7 @@ from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
 
 from warrior.common import queues
+from warrior.common.logs import install_celery_logging
 from warrior.common.settings import Settings, celery_broker_url
 from warrior.common.store import StoreUnavailable
 
@@ -115,6 +116,7 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
     )
     _record_stage_timing()
+    install_celery_logging(service)
     return app
 
 

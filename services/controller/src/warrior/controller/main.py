@@ -25,6 +25,7 @@ from types import FrameType
 from redis import exceptions as redis_errors
 
 from warrior.common.celery_app import make_celery
+from warrior.common.logs import configure_logging
 from warrior.common.runtime import get_runtime
 from warrior.controller.leader import Leadership
 from warrior.controller.reconcile import CampaignController
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when this machine's controller loop ran within the last --max-age seconds",
     )  # fmt: skip
     parser.add_argument("--max-age", type=float, default=60.0, help="for --health (default: %(default)s)")
-    parser.add_argument("--log-level", default="INFO", help="default: %(default)s")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: $WARRIOR_LOG_LEVEL, else INFO)")
     return parser
 
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.health:
         return health(args.max_age)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("controller", level=args.log_level)
     return run(args)
 
 

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from warrior.common.chat_template import (
     render_chat_lenient,
 )
 from warrior.common.expert_client import CALL_KEY_HEADER
+from warrior.common.logs import configure_logging
 from warrior.common.redis_client import connect, connect_async
 from warrior.common.registry import ExpertRecord, Registry, parse_labels
 from warrior.common.security import SecurityConfigError, ServerSecurity
@@ -611,7 +611,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging("expert")
     args = parse_args(argv)
     try:
         asyncio.run(serve(args))

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from warrior.common.logs import configure_logging
 from warrior.common.settings import Settings
 from warrior.common.store import StoreError, open_store
 from warrior.dataset_builder.versions import DatasetNotFound
@@ -114,6 +115,7 @@ def _is_main_process() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("trainer")
     try:
         formats = parse_formats(args.export)
     except ValueError as exc:
