@@ -14,7 +14,7 @@ import redis.exceptions
 from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
 
-from warrior.common import queues
+from warrior.common import metrics, queues
 from warrior.common.logs import install_celery_logging
 from warrior.common.settings import Settings, celery_broker_url
 from warrior.common.store import StoreUnavailable
@@ -57,6 +57,7 @@ class WarriorTask(Task):  # type: ignore[misc]
                 if time.monotonic() + delay > deadline:
                     raise
                 _log.warning("%s: %s; trying again in %.1fs", self.name, exc, delay)
+                metrics.TASK_RETRIES.labels(self.name, type(exc).__name__).inc()
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(30.0, delay * 2)
                 request = self.request
@@ -117,6 +118,7 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
     )
     _record_stage_timing()
     install_celery_logging(service)
+    metrics.instrument_celery()
     return app
 
 

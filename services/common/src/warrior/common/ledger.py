@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from warrior.common import metrics
 from warrior.common.ids import content_hash
 from warrior.common.store import ObjectNotFound, ObjectStore
 
@@ -69,9 +70,12 @@ class CallLedger:
         """
         key = self.key(expert, revision, kind, request)
         try:
-            return self._store.get_json(key)["response"], True
+            recorded = self._store.get_json(key)["response"]
         except ObjectNotFound:
             pass
+        else:
+            metrics.LEDGER_CALLS.labels(kind, "reused").inc()
+            return recorded, True
         _current.key, _current.pin = key, (expert, revision)
         try:
             response = invoke()
@@ -90,6 +94,7 @@ class CallLedger:
             "response": response,
             "recorded_at": time.time(),
         }
+        metrics.LEDGER_CALLS.labels(kind, "paid").inc()
         if self._store.put_json(key, record, if_absent=True):
             return response, False
         return self._store.get_json(key)["response"], False

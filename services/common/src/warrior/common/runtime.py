@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import redis
 
+from warrior.common import metrics
 from warrior.common.expert_client import ExpertClient
 from warrior.common.redis_client import connect
 from warrior.common.registry import Registry
@@ -36,8 +37,11 @@ class Runtime:
         key = f"warrior:deliveries:{task_id}" + (f":{attempt}" if attempt else "")
         count = int(self.redis.incr(key))
         self.redis.expire(key, 7 * 24 * 3600)
+        if count > 1:
+            metrics.TASK_REDELIVERIES.labels(task_name).inc()
         if count <= max_deliveries:
             return True
+        metrics.note_dead_letter(task_id, task_name)
         self.redis.hset(
             DEADLETTER_KEY,
             task_id,

@@ -24,6 +24,7 @@ from types import FrameType
 
 from redis import exceptions as redis_errors
 
+from warrior.common import metrics
 from warrior.common.celery_app import make_celery
 from warrior.common.logs import configure_logging
 from warrior.common.runtime import get_runtime
@@ -65,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when this machine's controller loop ran within the last --max-age seconds",
     )  # fmt: skip
     parser.add_argument("--max-age", type=float, default=60.0, help="for --health (default: %(default)s)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=metrics.port_from_env(),
+        help=f"serve Prometheus metrics on this port at /metrics (default ${metrics.PORT_ENV}; 0: off): the "
+        "leader reports every campaign's progress, drops, stage busy seconds and the queue depths",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-interval", type=float, default=5.0,
+        help="seconds between two readings of the campaigns for the metrics (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: $WARRIOR_LOG_LEVEL, else INFO)")
     return parser
 
@@ -97,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     leading = False
+    metrics_port = metrics.serve(args.metrics_port)
+    reported_at = float("-inf")
+    metrics.CONTROLLER_LEADER.set(0)
     log.info("controller %s started (pass every %.1fs)", args.identity, args.interval)
     try:
         while not stop.is_set():
@@ -105,10 +118,22 @@ def run(args: argparse.Namespace) -> int:
                 if now_leading != leading:
                     log.info("controller %s %s", args.identity, "leads" if now_leading else "stands by")
                     leading = now_leading
+                    metrics.CONTROLLER_LEADER.set(1 if leading else 0)
+                    if not leading:
+                        metrics.clear_campaign_gauges()
                 if leading:
                     for campaign, action in controller.reconcile_all(still_leader=leadership.hold).items():
                         if action not in ("progressing", "waiting") and not action.endswith("-pending"):
                             log.info("campaign %s: %s", campaign, action)
+                            metrics.CONTROLLER_ACTIONS.labels(action).inc()
+                    if metrics_port is not None and time.monotonic() - reported_at >= args.metrics_interval:
+                        reported_at = time.monotonic()
+                        try:
+                            controller.report_metrics()
+                        except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+                            raise
+                        except Exception:  # the metrics must never stop the controller
+                            log.exception("metrics: could not read the campaigns")
             except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
                 log.warning("Redis unreachable (%s); retrying", exc)
             alive_file().touch()

@@ -26,7 +26,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from warrior.common import queues
+from warrior.common import metrics, queues
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_recovery import default_stall_s, missing_experts, progress_marks, resend_unfinished
 from warrior.common.campaign_state import CampaignState, list_campaigns
@@ -45,6 +45,24 @@ class CampaignController:
 
     def __init__(self, rt: Runtime, app: Celery, *, clock: Callable[[], float] = time.time) -> None:
         self.rt, self.app, self.clock = rt, app, clock
+        self._reported: dict[str, str] = {}  # campaign -> its status when its gauges were last set
+
+    def report_metrics(self) -> None:
+        """Set the campaign and queue gauges (warrior.common.metrics) from Redis: every active campaign,
+        and once more a campaign that ended (or that this process has not reported yet), so its final
+        numbers stay on the dashboard."""
+        for campaign in list_campaigns(self.rt.redis):
+            state = CampaignState(self.rt.redis, campaign)
+            try:
+                status = state.status()
+                if status not in ACTIVE and self._reported.get(campaign, "running") not in ACTIVE:
+                    continue
+                metrics.report_campaign(state.snapshot())
+            except KeyError:  # listed but its state is gone
+                continue
+            self._reported[campaign] = status
+        priorities = self.app.conf.broker_transport_options.get("priority_steps") or [0]
+        metrics.report_queues(self.rt.redis, queues.QUEUES, priorities)
 
     def reconcile_all(self, still_leader: Callable[[], bool] = lambda: True) -> dict[str, str]:
         """Reconcile each active campaign; what was done to each (stops early once leadership is lost)."""

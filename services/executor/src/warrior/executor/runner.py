@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import celery.exceptions
 
-from warrior.common import queues
+from warrior.common import metrics, queues
 from warrior.executor import sandbox
 from warrior.executor.sandbox import SandboxResult
 
@@ -134,11 +134,15 @@ class LocalExecutor:
             pool.submit(sandbox.run, p.source, timeout_s=p.timeout_s, memory_mb=p.memory_mb) for p in programs
         ]
         try:
-            return [future.result() for future in futures]
+            results = [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
+        for result in results:
+            metrics.EXECUTOR_RUNS.labels(result.status).inc()
+            metrics.EXECUTOR_RUN_SECONDS.labels(result.status).observe(result.duration_s)
+        return results
 
     def close(self) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
+from warrior.common import metrics
 from warrior.common.chat_template import (
     Message,
     TemplateError,
@@ -61,6 +62,7 @@ _ROLES = {"system", "user", "assistant"}
 
 
 ANSWER_CACHE = 4096  # answers kept in memory by caller ledger key (Redis keeps them for every replica)
+RETRY_AFTER_MS = 500  # the back-off an overloaded engine asks callers for (trailing metadata retry-after-ms)
 _Reply = TypeVar("_Reply", bound=ProtoMessage)
 
 
@@ -115,6 +117,12 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         self._answered: OrderedDict[str, Any] = OrderedDict()
         self._answering: dict[str, asyncio.Future[Any]] = {}
         self._writes: set[asyncio.Task[bool]] = set()
+        info = engine.info
+        metrics.EXPERT_INFO.labels(name, info.model, info.engine, info.revision).set(1)
+        self._in_flight_gauge = metrics.EXPERT_IN_FLIGHT.labels(name)
+        self._waiting_gauge = metrics.EXPERT_WAITING.labels(name)
+        self._in_flight_gauge.set(0)
+        self._waiting_gauge.set(0)
 
     def _render(self, messages: list[Message], assistant_prefix: str = "") -> tuple[str, tuple[str, ...]]:
         info = self.engine.info
@@ -126,6 +134,32 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         return prompt + assistant_prefix, info.stop_strings
 
     async def _once(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        run: Callable[[], Awaitable[_Reply]],
+        reply_type: type[_Reply],
+    ) -> _Reply:
+        """`_answer`, counted by outcome and timed (warrior_expert_requests_total, _request_seconds)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._answer(method, context, run, reply_type)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except BaseException:
+            code = context.code()
+            outcome = code.name.lower() if isinstance(code, grpc.StatusCode) else "unknown"
+            raise
+        finally:
+            metrics.EXPERT_REQUESTS.labels(self.name, method, outcome).inc()
+            metrics.EXPERT_REQUEST_SECONDS.labels(self.name, method).observe(time.perf_counter() - started)
+
+    def _cache_lookup(self, result: str) -> None:
+        metrics.EXPERT_ANSWER_CACHE.labels(self.name, result).inc()
+
+    async def _answer(
         self,
         method: str,
         context: grpc.aio.ServicerContext,
@@ -144,15 +178,18 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         key = f"{method}:{call_key}"
         if key in self._answered:
             self._answered.move_to_end(key)
+            self._cache_lookup("memory")
             return cast(_Reply, self._answered[key])
         pending = self._answering.get(key)
         if pending is not None:
+            self._cache_lookup("joined")
             return cast(_Reply, await asyncio.shield(pending))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._answering[key] = future
         reply: _Reply | None = None
         try:
             reply = await self._recall(method, call_key, reply_type)
+            self._cache_lookup("shared" if reply is not None else "miss")
             if reply is None:
                 reply = cast(_Reply, await self._guard(context, run()))
                 self._remember(key, reply)
@@ -205,19 +242,34 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         write.add_done_callback(self._writes.discard)
         await asyncio.shield(write)
 
+    def _load_changed(self) -> None:
+        self._in_flight_gauge.set(self.in_flight)
+        self._waiting_gauge.set(max(0, self.in_flight - self.engine.info.capacity))
+
     async def _guard(self, context: grpc.aio.ServicerContext, coro):  # type: ignore[no-untyped-def]
         self.in_flight += 1
+        self._load_changed()
         try:
-            return await coro
+            reply = await coro
         except (_Invalid, EngineRequestError, TemplateError) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except EngineBusy as exc:
-            context.set_trailing_metadata((("retry-after-ms", "500"),))
+            metrics.EXPERT_REFUSALS.labels(self.name, "resource_exhausted").inc()
+            metrics.EXPERT_RETRY_AFTER_SECONDS.labels(self.name).observe(RETRY_AFTER_MS / 1000)
+            context.set_trailing_metadata((("retry-after-ms", str(RETRY_AFTER_MS)),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except EngineUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        else:
+            usage = getattr(reply, "usage", None)
+            if usage is not None:
+                model = self.engine.info.model
+                metrics.EXPERT_PROMPT_TOKENS.labels(self.name, model).inc(usage.prompt_tokens)
+                metrics.EXPERT_COMPLETION_TOKENS.labels(self.name, model).inc(usage.completion_tokens)
+            return reply
         finally:
             self.in_flight -= 1
+            self._load_changed()
 
     async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
         async def run() -> pb.CompleteResponse:
@@ -422,6 +474,7 @@ async def serve(args: argparse.Namespace) -> None:
         health_server.add_insecure_port(_address(args.health_host or args.host, args.health_port))
         await health_server.start()
     await server.start()
+    metrics.serve(args.metrics_port)
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
@@ -572,6 +625,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--health-host", help="address of the health port (default: --host)")
     parser.add_argument("--port-file", help="write host:port here once serving")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics.port_from_env(),
+        help="serve Prometheus metrics (requests, tokens, latency, load) over HTTP on this port at /metrics "
+        f"(default ${metrics.PORT_ENV}; 0: off); the address is ${metrics.HOST_ENV} or 0.0.0.0",
+    )
     parser.add_argument("--no-register", action="store_true", help="serve without registering in Redis")
     parser.add_argument(
         "--label",
