@@ -78,6 +78,36 @@ def test_campaign_produces_a_dataset_with_lineage(make_stack: Callable[..., Any]
         assert row["messages"][1]["content"] == battle["answers"][lineage["winner"]]["text"]
     # A second build of the same campaign is the same immutable version.
     assert ops.build_dataset(stack.app, campaign, "e2e-zlt")["version"] == manifest["version"]
+    _every_process_serves_its_metrics(stack, campaign, mined=18)
+
+
+def _every_process_serves_its_metrics(stack: Any, campaign: str, mined: int) -> None:
+    """`curl` on each process's metrics port (stack.json) shows its series: experts their requests and
+    tokens, each worker its stages' tasks, the controller the campaign's progress."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape(url: str) -> dict[str, float]:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            families = text_string_to_metric_families(response.read().decode())
+        return {f"{s.name}{sorted(s.labels.items())}": s.value for family in families for s in family.samples}
+
+    procs = {p.name: p for p in stack.local.running() if p.kind != "redis"}
+    assert all(p.metrics_url for p in procs.values()), "a process of the stack serves no metrics"
+    for name, proc in procs.items():
+        text = " ".join(scrape(proc.metrics_url))
+        if proc.kind == "expert":
+            assert "warrior_expert_requests_total" in text and "warrior_expert_completion_tokens_total" in text
+        elif name == "worker-instruction_miner":
+            assert "warrior_tasks_total[('outcome', 'success'), ('task', 'warrior.mine')]" in text
+        elif name == "worker-judge":
+            assert "warrior_tasks_total[('outcome', 'success'), ('task', 'warrior.battle')]" in text
+    deadline = time.monotonic() + 15  # the controller reads the campaigns every 5 s
+    key = f"warrior_campaign_mined[('campaign', '{campaign}')]"
+    while scrape(procs["controller"].metrics_url or "").get(key) != mined:
+        assert time.monotonic() < deadline, f"the controller does not report {key} = {mined}"
+        time.sleep(0.5)
 
 
 def test_redelivered_tasks_reuse_recorded_calls(make_stack: Callable[..., Any]) -> None:

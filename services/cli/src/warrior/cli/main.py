@@ -209,6 +209,12 @@ def cmd_experts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    rows = [{"process": name, "metrics": url} for name, url in LocalStack().metrics_endpoints().items()]
+    _emit(rows, args.json, table(rows, ["process", "metrics"]) if rows else "the local stack is not running")
+    return 0
+
+
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     rt = _rt()
     campaign = ops.resolve_campaign(rt, args.campaign)
@@ -408,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experts", help="live experts in the registry")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_experts)
+    p = sub.add_parser("metrics", help="the Prometheus endpoint of each process of the local stack")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_metrics)
 
     ds = sub.add_parser("dataset", help="datasets").add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ds.add_parser("build", help="final ratings and winners -> an immutable dataset version")

