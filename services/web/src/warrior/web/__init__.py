@@ -1,0 +1,1 @@
+"""The read-only web viewer: campaigns, leaderboards, battles, datasets and flywheel reports in a browser."""
