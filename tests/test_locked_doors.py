@@ -5,13 +5,15 @@ loopback) whose keys come from files, with mutual TLS and a bearer token on ever
 Callers without the token, over plain text or without a client certificate are refused; with every
 key the campaign runs to a dataset. Then every log, printed output, status and summary JSON, state
 file and stored object (dataset card included) is searched for the test credentials, which must
-appear nowhere.
+appear nowhere. The services log JSON lines (as in the chart): each a JSON object, a task's lines
+carrying its campaign, instruction and task ids.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import pytest
 import redis
 import yaml
 
+from warrior.common.ids import task_id
 from warrior.common.registry import Registry
 from warrior.common.security import ClientSecurity
 from warrior.v1 import expert_inference_pb2 as pb
@@ -81,6 +84,7 @@ def secrets_env(
         "WARRIOR_GRPC_TLS_CLIENT_KEY": str(test_pki["client_key"]),
         "WARRIOR_GRPC_TOKEN_FILE": str(files / "token"),
         "PYTHONUNBUFFERED": "1",
+        "WARRIOR_LOG_FORMAT": "json",
     }
     redis.Redis.from_url(password_redis["url"]).flushdb()
     return env, creds
@@ -141,6 +145,24 @@ def _stored_objects(env: dict[str, str]) -> dict[str, bytes]:
         os.environ.update(saved)
 
 
+# A line of the text format: what no service may write once WARRIOR_LOG_FORMAT=json.
+_TEXT_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def _log_records(logs: dict[str, str]) -> list[dict[str, Any]]:
+    """Every JSON log line of the services' log files (Celery's start-up banner aside, nothing else is logged)."""
+    records = []
+    for name, text in logs.items():
+        lines = text.splitlines()
+        assert not [line for line in lines if _TEXT_LOG_LINE.match(line)], f"{name}: a log line that is not JSON"
+        found = [json.loads(line) for line in lines if line.startswith("{")]
+        assert found, f"{name}: no JSON log line"
+        for record in found:
+            assert {"time", "level", "service", "logger", "message"} <= record.keys(), record
+        records += found
+    return records
+
+
 def test_locked_stack_runs_a_campaign_and_never_shows_a_secret(
     secrets_env: tuple[dict[str, str], dict[str, str]],
     password_redis: dict[str, str],
@@ -191,8 +213,16 @@ def test_locked_stack_runs_a_campaign_and_never_shows_a_secret(
     searched |= {f"store {key}": data.decode("utf-8", "replace") for key, data in objects.items()}
     for folder in (home, tmp_path / "export"):
         searched |= {str(p): p.read_bytes().decode("utf-8", "replace") for p in folder.rglob("*") if p.is_file()}
-    logs = [name for name in searched if name.endswith(".log")]
+    logs = [name for name in searched if name.endswith(".log") and not name.endswith("redis.log")]
     assert len(logs) >= 6, logs  # two experts and four workers
-    assert any("mutual TLS, bearer token required" in searched[name] for name in logs)
+    records = _log_records({name: searched[name] for name in logs})
+    assert {"expert", "instruction_miner", "judge", "scorer", "dataset_builder", "executor", "controller"} <= {
+        r["service"] for r in records
+    }
+    assert any(r["service"] == "expert" and "mutual TLS, bearer token required" in r["message"] for r in records)
+    mined = [r for r in records if r.get("task") == task_id("mine", CAMPAIGN, "alpha", 0)]
+    assert mined and all(r["campaign"] == CAMPAIGN for r in mined), mined
+    battled = [r for r in records if r["service"] == "judge" and r.get("instruction")]
+    assert battled and all(r["campaign"] == CAMPAIGN and r["task"] for r in battled)
     leaks = [f"{what} in {where}" for where, text in searched.items() for what, value in creds.items() if value in text]
     assert not leaks, leaks

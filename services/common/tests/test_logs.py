@@ -105,6 +105,7 @@ def test_no_secret_reaches_the_log(out: io.StringIO, monkeypatch: pytest.MonkeyP
         log.warning("header was authorization: Bearer bearer-abc123; token %s", "tok-new-9876543210")
         log.info("store key fake-secret-aws-key, password %s, max tokens 512", "fake%2Fsecret%20redis")
         log.info({"event": "dict message", "key": "sk-fake-secret"})
+        log.info("a bearer token is required")
         try:
             raise RuntimeError("auth failed with tok-old-0123456789 and fake/secret redis")
         except RuntimeError:
@@ -112,6 +113,7 @@ def test_no_secret_reaches_the_log(out: io.StringIO, monkeypatch: pytest.MonkeyP
     text = out.getvalue()
     assert [s for s in secrets if s in text] == []
     assert "redis://warrior:***@redis:6379/0" in text and "Bearer ***" in text and "max tokens 512" in text
+    assert "a bearer token is required" in text  # prose about tokens stays readable
     assert text.count("***") >= 12
 
 

@@ -64,7 +64,9 @@ SECRET_VARIABLES = frozenset({"AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD", "WARRIO
 _SECRET_NAME = re.compile(r"(?:^|_)(?:PASSWORD|PASSWD|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|TOKEN|API_KEY)$")
 # Shorter values are not masked: a two-letter "secret" would blank that pair of letters everywhere.
 MIN_SECRET_LENGTH = 4
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+# A token after the scheme as a header spells it ("Bearer x", "authorization: bearer x"); prose such as
+# "bearer token required" is left alone.
+_BEARER = re.compile(r"((?:\bBearer|\bBEARER|(?i:authorization\W{1,4}bearer))\s+)[^\s\"',;]+")
 _RECHECK_S = 1.0
 
 
