@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_recovery import CampaignError, resend_unfinished, restore, wait_for_experts
 from warrior.common.campaign_state import CampaignState, list_campaigns
 from warrior.common.ids import task_id
+from warrior.common.progress import ProgressBar
 from warrior.common.runtime import DEADLETTER_KEY, Runtime
 from warrior.controller.leader import leader
 
@@ -95,6 +95,31 @@ def progress_line(snap: dict[str, Any], elapsed: float) -> str:
     )
 
 
+def progress_counts(snap: dict[str, Any]) -> tuple[int, int]:
+    """(settled, expected): of the instructions the campaign set out to mine, how many are settled -
+    a mining unit that yielded none, an instruction dropped at screening, one battled to the end."""
+    mine, ins = snap["mine"], snap["instructions"]
+    expected = int(mine["expected"])
+    settled = (mine["done"] - ins["mined"]) + (ins["screened"] - ins["kept"]) + snap["finished"]
+    return max(0, min(settled, expected)), expected
+
+
+def progress_postfix(snap: dict[str, Any]) -> str:
+    """The stages behind the count: what `warrior status` shows, in one line."""
+    ins = snap["instructions"]
+    text = (
+        f"mined {snap['mine']['done']}/{snap['mine']['expected']} screened {ins['screened']}/{ins['mined']} "
+        f"kept {ins['kept']} battled {snap['battled']} done {snap['finished']}/{ins['kept']} "
+        f"votes {snap['votes']} failures {sum(snap['failures'].values())}"
+    )
+    backfills = snap["backfills"]
+    if backfills["sent"]:
+        text += f" backfills {backfills['done']}/{backfills['sent']}"
+    if snap["status"] == "building":
+        text += " - building the dataset"
+    return text
+
+
 FINAL = ("finished", "build_failed")
 
 
@@ -105,9 +130,13 @@ def wait(
     timeout_s: float,
     interval_s: float = 2.0,
     until: str = "done",
+    terminal: bool | None = None,
 ) -> dict[str, Any]:
-    """Watch the campaign, printing progress to stderr; returns the final snapshot. Only watches:
+    """Watch the campaign, showing its progress on stderr; returns the final snapshot. Only watches:
     re-sending stalled stages, finishing and building are the campaign controller's.
+
+    Progress: a live bar of settled instructions out of those expected, with rate and ETA, on a
+    terminal; a plain line every few seconds (and every 10%) otherwise (`terminal` forces either).
 
     until="done": its work is done (every kept instruction battled, scored and collected).
     until="finished": the controller has marked it finished, with its dataset built when asked
@@ -115,52 +144,37 @@ def wait(
     """
     started = time.monotonic()
     state = CampaignState(rt.redis, campaign)
-    tty = sys.stderr.isatty()
-    last_line, last_print, warned, told_building = "", 0.0, False, False
-
-    def say(text: str) -> None:
-        sys.stderr.write(("\n" if tty else "") + text + "\n")
-
-    while True:
-        snap = state.snapshot()
-        elapsed = time.monotonic() - started
-        line = progress_line(snap, elapsed)
-        if tty:
-            sys.stderr.write("\r" + line)
-        elif line[9:] != last_line[9:] or elapsed - last_print > 30:
-            sys.stderr.write(line + "\n")
-            last_print = elapsed
-        sys.stderr.flush()
-        last_line = line
-        if until == "done" and snap["done"]:
-            break
-        if snap["status"] in FINAL:
-            if snap["status"] == "build_failed":
-                if tty:
-                    sys.stderr.write("\n")
-                error = snap["controller"].get("build", {}).get("error", "unknown error")
-                raise CampaignError(f"campaign {campaign!r}: its dataset could not be built: {error}")
-            break
-        if state.cancelled():
-            if tty:
-                sys.stderr.write("\n")
-            raise CampaignError(f"campaign {campaign!r} was cancelled: {line}")
-        if elapsed > timeout_s:
-            if tty:
-                sys.stderr.write("\n")
-            raise CampaignError(f"campaign {campaign!r} not finished after {timeout_s:.0f}s: {line}")
-        if not warned and elapsed > 10 and leader(rt.redis) is None:
-            say(
-                "no campaign controller is running: nothing will re-send lost work, finish the campaign or build "
-                "its dataset (start the stack with `warrior up`, or deploy the chart's controller)"
-            )
-            warned = True
-        if snap["status"] == "building" and not told_building:
-            told_building = True
-            say(f"campaign {campaign!r} is complete: the controller is building its dataset")
-        time.sleep(interval_s)
-    if tty:
-        sys.stderr.write("\n")
+    snap = state.snapshot()
+    settled, expected = progress_counts(snap)
+    warned, told_building = False, False
+    with ProgressBar(f"campaign {campaign}", expected, unit="instructions", initial=settled, terminal=terminal) as bar:
+        while True:
+            elapsed = time.monotonic() - started
+            settled = max(settled, progress_counts(snap)[0])  # stages are counted one after the other
+            bar.update_to(settled, postfix=progress_postfix(snap))
+            line = progress_line(snap, elapsed)
+            if until == "done" and snap["done"]:
+                break
+            if snap["status"] in FINAL:
+                if snap["status"] == "build_failed":
+                    error = snap["controller"].get("build", {}).get("error", "unknown error")
+                    raise CampaignError(f"campaign {campaign!r}: its dataset could not be built: {error}")
+                break
+            if state.cancelled():
+                raise CampaignError(f"campaign {campaign!r} was cancelled: {line}")
+            if elapsed > timeout_s:
+                raise CampaignError(f"campaign {campaign!r} not finished after {timeout_s:.0f}s: {line}")
+            if not warned and elapsed > 10 and leader(rt.redis) is None:
+                bar.write(
+                    "no campaign controller is running: nothing will re-send lost work, finish the campaign or "
+                    "build its dataset (start the stack with `warrior up`, or deploy the chart's controller)"
+                )
+                warned = True
+            if snap["status"] == "building" and not told_building:
+                told_building = True
+                bar.write(f"campaign {campaign!r} is complete: the controller is building its dataset")
+            time.sleep(interval_s)
+            snap = state.snapshot()
     return state.snapshot()
 
 
