@@ -7,7 +7,7 @@ PY := $(BIN)/python
 PROTO_OUT := services/common/src
 PROTOS := $(wildcard protos/warrior/v1/*.proto)
 GENERATED := $(patsubst protos/%.proto,$(PROTO_OUT)/%_pb2.py,$(PROTOS))
-SERVICES := common executor expert_inference instruction_miner judge scorer dataset_builder trainer controller cli
+SERVICES := common executor expert_inference instruction_miner judge scorer dataset_builder trainer controller web cli
 # llama.cpp built portably: the native build crashes on some CPUs (AMX) and breaks on CPUs without AVX-512.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic demo calibrate flywheel-demo chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic bench-web demo calibrate flywheel-demo chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ bench-executor: ## sandboxed runs per second (1 and N threads) and the cost of e
 
 bench-topic: ## on-topic screening on the held-out set: precision/recall, confusion, errors; table + bench/results/topic.json
 	$(PY) bench/topic.py --out bench/results/topic.json
+
+bench-web: ## web viewer page times on a synthetic 100,000-instruction campaign; table + bench/results/web.json
+	$(PY) bench/web_pages.py --out bench/results/web.json
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json

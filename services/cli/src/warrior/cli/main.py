@@ -25,6 +25,7 @@ from warrior.common.security import SecurityConfigError, redact_url
 from warrior.common.settings import Settings, SettingsError
 from warrior.common.store import StoreConfigError
 from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest
+from warrior.web.main import add_arguments as web_arguments
 
 EXIT_BAD_INPUT = 2
 _STORE_URL_ENV = "WARRIOR_STORE_URL"
@@ -332,6 +333,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from warrior.web.main import BindRefused, serve
+
+    try:
+        serve(args.host, args.port, insecure=args.insecure_no_token)
+    except BindRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from warrior.cli.demo import run_demo
 
@@ -501,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experts-timeout", type=float, default=60, help="seconds to wait for the experts to register")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the tables")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "web",
+        help="the read-only web viewer: campaigns, leaderboards, battles, datasets, flywheel reports",
+        description="Serve the viewer against this stack's Redis and store (see docs/viewer.md). With "
+        "WARRIOR_GRPC_TOKEN or WARRIOR_GRPC_TOKEN_FILE set, every page needs that token; without one, only a "
+        "loopback address is served unless --insecure-no-token.",
+    )
+    web_arguments(p)
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("demo", help="up, run a campaign, build the dataset, print the leaderboard, down")
     p.add_argument("--config", default="configs/demo.yaml", help="campaign YAML (default: configs/demo.yaml)")
