@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic bench-web demo calibrate flywheel-demo chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-executor bench-topic bench-web demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -125,6 +125,12 @@ bench-web: ## web viewer page times on a synthetic 100,000-instruction campaign;
 
 demo: ## run the demo campaign on three small real models (writes demo-summary.json)
 	$(BIN)/warrior demo --config configs/demo.yaml --summary demo-summary.json
+
+# The viewer in chromium on the demo's records (WARRIOR_HOME, default ./.warrior, as `make demo` leaves them; the
+# stack's Redis is started from its data folder if the stack is down): every page checked and captured.
+SCREENSHOTS ?= docs/screenshots
+screenshots: | $(CHROMIUM) ## open every viewer page of the last demo in chromium, check it, write docs/screenshots/*.png
+	$(PY) scripts/screenshots.py --out $(SCREENSHOTS)
 
 # Judge calibration on the demo models: N items of MBPP's prompt/validation/train splits, about 20 minutes on
 # 2 cores. `warrior down` runs however calibrate ends; a stack already up is left alone (`up` refuses).
