@@ -102,7 +102,8 @@ def test_probes_use_the_plain_health_port_when_the_grpc_port_is_locked(grpc: dic
     for doc in _experts(docs):
         container = containers(doc)[0]
         args = parse_args(container["command"][1:])
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        # The metrics port (tests/test_chart_metrics.py) aside.
+        ports = {p["name"]: p["containerPort"] for p in container["ports"] if p["name"] != "metrics"}
         if locked:
             # Kubernetes' gRPC probes speak neither TLS nor tokens: health alone, in plain text, on its own port.
             assert args.health_port == HEALTH_PORT and args.port == GRPC_PORT
@@ -113,6 +114,8 @@ def test_probes_use_the_plain_health_port_when_the_grpc_port_is_locked(grpc: dic
             assert _probe_ports(container) == {GRPC_PORT}
     # Other pods reach the experts on the gRPC port only: the health port is for the kubelet.
     for policy in of_kind(docs, "NetworkPolicy"):
+        if policy["metadata"]["name"].endswith("-metrics"):  # the metrics port only (tests/test_chart_metrics.py)
+            continue
         for rule in policy["spec"].get("ingress", []):
             assert [p["port"] for p in rule["ports"]] == [GRPC_PORT]
 

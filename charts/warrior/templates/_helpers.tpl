@@ -401,3 +401,38 @@ included, unlike mergeOverwrite) replaces. (dict "dst" $map "src" $map)
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The metrics endpoint of a pod (values.metrics, warrior.common.metrics): its env, container port, pod
+label (the metrics Service selects it) and prometheus.io annotations. Each renders nothing when it is off. */}}
+{{- define "warrior.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+- name: WARRIOR_METRICS_PORT
+  value: {{ .Values.metrics.port | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "warrior.metricsContainerPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end }}
+{{- end -}}
+
+{{- define "warrior.metricsPodLabels" -}}
+{{- if .Values.metrics.enabled }}
+warrior/metrics: "true"
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations: the metrics ones, under the pod's own (podAnnotations win). (dict "root" $ "own" MAP) */}}
+{{- define "warrior.podAnnotations" -}}
+{{- $out := deepCopy (.own | default dict) }}
+{{- $m := .root.Values.metrics }}
+{{- if and $m.enabled $m.podAnnotations }}
+{{- $_ := merge $out (dict "prometheus.io/scrape" "true" "prometheus.io/port" ($m.port | toString) "prometheus.io/path" "/metrics") }}
+{{- end }}
+{{- with $out }}
+{{- toYaml . }}
+{{- end }}
+{{- end -}}
