@@ -85,8 +85,9 @@ $(CHROMIUM):
 	@test -x $@ || { echo "$@ is still missing after installing chromium: set CHROMIUM=/path/to/chromium"; exit 1; }
 
 .PHONY: docs
-docs: ## regenerate the configuration reference (docs/configuration.md, the README's table) from the campaign schema
+docs: ## regenerate the configuration reference (docs/configuration.md, the README's table) and the metrics table (docs/observability.md)
 	$(PY) scripts/gen_config_reference.py
+	$(PY) scripts/gen_metrics_reference.py
 
 REGISTRY ?=
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
