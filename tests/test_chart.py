@@ -317,8 +317,9 @@ def test_grpc_port_is_the_codes() -> None:
             assert ports == [{"name": "grpc", "containerPort": queues.DEFAULT_GRPC_PORT, "protocol": "TCP"}] + (
                 health if locked else []
             )
-        # The metrics Service and NetworkPolicy (the metrics port alone) are asserted by test_chart_metrics.py.
-        others = [d for d in docs if not d["metadata"]["name"].endswith("-metrics")]
+        # The metrics Service and NetworkPolicy (the metrics port alone) are asserted by test_chart_metrics.py,
+        # the web viewer's (its HTTP port) by test_chart_web.py.
+        others = [d for d in docs if not d["metadata"]["name"].endswith(("-metrics", "-web"))]
         for doc in of_kind(others, "Service"):
             assert [p["port"] for p in doc["spec"]["ports"]] == [queues.DEFAULT_GRPC_PORT]
         for doc in of_kind(others, "NetworkPolicy"):
