@@ -155,3 +155,31 @@ def test_non_loopback_bind_needs_a_token() -> None:
         check_bind("0.0.0.0", None, insecure=False)
     check_bind("0.0.0.0", TokenSource.of("t0ken"), insecure=False)
     check_bind("0.0.0.0", None, insecure=True)
+
+
+def test_warrior_web_refuses_a_public_address_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from warrior.cli.main import main
+
+    monkeypatch.delenv("WARRIOR_GRPC_TOKEN", raising=False)
+    monkeypatch.delenv("WARRIOR_GRPC_TOKEN_FILE", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["web", "--host", "0.0.0.0", "--port", "0"])
+    assert exit_.value.code == 2
+    assert "refusing to serve on 0.0.0.0 without a token" in capsys.readouterr().err
+
+
+def test_a_running_campaign_without_ratings_yet(arena: dict[str, Any]) -> None:
+    from warrior.common.campaign_state import CampaignState
+
+    state = CampaignState(arena["client"], "fresh-one")
+    state.create({"campaign": "fresh-one", "experts": []}, expected_mine=4)
+    state.mark("mined", "i1")
+    web = TestClient(create_app(arena["viewer"]))
+    board = web.get("/campaigns/fresh-one/leaderboard")
+    assert board.status_code == 200 and 'id="no-ratings"' in board.text
+    progress = web.get("/campaigns/fresh-one/progress")
+    assert 'data-finished="false"' in progress.text and _attr(progress.text, "stage-count", stage="mined") == ["1"]
+    battles = web.get("/campaigns/fresh-one/battles")
+    assert battles.status_code == 200 and 'id="no-battles"' in battles.text
