@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 CHROMIUM = os.environ.get("WARRIOR_CHROMIUM", "/usr/bin/chromium")
 VIEWPORT = {"width": 1280, "height": 800}
-PAGE_SIZE = 3  # rows per page when paging through battles and dataset rows: small, so that pages move
+PAGE_SIZE = 10  # rows per page when paging through battles and dataset rows (the test's are smaller)
 TIMEOUT_MS = 15_000
 
 
@@ -166,12 +166,13 @@ def read_records(
 class Tour:
     """One page method per page of the viewer: open it, check it against the records, screenshot it."""
 
-    def __init__(self, page: Any, base: str, shots: Path) -> None:
+    def __init__(self, page: Any, base: str, shots: Path, page_size: int = PAGE_SIZE) -> None:
         from playwright.sync_api import expect
 
         self.page = page
         self.base = base.rstrip("/")
         self.shots = shots
+        self.size = page_size
         self.expect = expect
         self.taken: list[Path] = []
         shots.mkdir(parents=True, exist_ok=True)
@@ -240,15 +241,15 @@ class Tour:
         self.shot("leaderboard", full_page=True)
 
     def battles(self, r: Records) -> None:
-        """Page through every battle PAGE_SIZE at a time with the next-page link: each battle exactly once."""
-        self.open(f"/campaigns/{quote(r.campaign, safe='')}/battles?limit={PAGE_SIZE}")
+        """Page through every battle a page at a time with the next-page link: each battle exactly once."""
+        self.open(f"/campaigns/{quote(r.campaign, safe='')}/battles?limit={self.size}")
         seen: list[str] = []
         pages = 0
         while True:
             rows = self.page.locator("table#battles tr[data-testid=battle-row]")
             self.expect(rows.first).to_be_visible()
             ids = self.cells("table#battles tr[data-testid=battle-row]", "battle")
-            assert 1 <= len(ids) <= PAGE_SIZE, f"page {pages + 1} shows {len(ids)} battles (limit {PAGE_SIZE})"
+            assert 1 <= len(ids) <= self.size, f"page {pages + 1} shows {len(ids)} battles (limit {self.size})"
             seen += ids
             if pages == 0:
                 self.shot("battles")
@@ -259,7 +260,7 @@ class Tour:
             nxt.click()
             self.page.wait_for_url(f"**after={quote(ids[-1], safe='')}*")
         assert seen == r.battle_ids, f"paging showed {seen}, the campaign has {r.battle_ids}"
-        assert pages == -(-len(r.battle_ids) // PAGE_SIZE), f"{pages} pages for {len(r.battle_ids)} battles"
+        assert pages == -(-len(r.battle_ids) // self.size), f"{pages} pages for {len(r.battle_ids)} battles"
 
     def battle(self, r: Records) -> None:
         from warrior.scorer.judge_panel import order_verdict
@@ -312,17 +313,17 @@ class Tour:
         if r.dataset is None:
             return
         name, version = quote(r.dataset, safe=""), quote(r.versions[-1], safe="")
-        self.open(f"/datasets/{name}/versions/{version}?limit={PAGE_SIZE}")
+        self.open(f"/datasets/{name}/versions/{version}?limit={self.size}")
         self.expect(self.page.locator("#version")).to_have_text(r.versions[-1])
         want = [row["lineage"]["instruction_id"] for row in r.rows]
         first = self.cells("table#rows tr[data-testid=row]", "instruction")
-        assert first == want[:PAGE_SIZE], f"first rows {first}, stored {want[:PAGE_SIZE]}"
+        assert first == want[: self.size], f"first rows {first}, stored {want[: self.size]}"
         self.shot("version", full_page=True)
-        if len(want) > PAGE_SIZE:
+        if len(want) > self.size:
             self.page.locator("a#next-page").first.click()
-            self.page.wait_for_url(f"**offset={PAGE_SIZE}*")
+            self.page.wait_for_url(f"**offset={self.size}*")
             second = self.cells("table#rows tr[data-testid=row]", "instruction")
-            assert second == want[PAGE_SIZE : 2 * PAGE_SIZE], f"second page {second}"
+            assert second == want[self.size : 2 * self.size], f"second page {second}"
             self.page.locator("a#prev-page").click()
             self.page.wait_for_url("**offset=0*")
         row = r.rows[0]
@@ -405,11 +406,23 @@ def stack_redis(settings: Any) -> Iterator[None]:
         proc.wait(15)
 
 
+def shrink(path: Path) -> None:
+    """A page is a few flat colours: a 256-colour palette keeps it legible at under half the bytes."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/screenshots", help="where the PNGs go (default docs/screenshots)")
     parser.add_argument("--campaign", help="the campaign shown (default: the newest with ratings)")
     parser.add_argument("--dataset", help="the dataset shown (default: the one the campaign's controller built)")
+    parser.add_argument(
+        "--page-size", type=int, default=PAGE_SIZE, help=f"battles and rows a page (default {PAGE_SIZE})"
+    )
     args = parser.parse_args(argv)
     from warrior.common.campaign_state import list_campaigns
     from warrior.common.runtime import get_runtime
@@ -431,8 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = settings.home / "logs" / "web-screenshots.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with viewer(os.environ, log) as base, chromium_page() as page:
-            taken = Tour(page, base, out).all(records)
+            taken = Tour(page, base, out, args.page_size).all(records)
     for path in taken:
+        shrink(path)
         print(f"{path} ({path.stat().st_size // 1024} KiB)")
     print(f"campaign {campaign}: {len(taken)} pages checked and captured", file=sys.stderr)
     return 0

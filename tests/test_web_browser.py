@@ -25,6 +25,7 @@ pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[1]
 ZLT = "zero-latency-test"
+PAGE = 3  # battles and rows a page: small, so that there are pages to move through
 
 
 def _load_script() -> ModuleType:
@@ -97,7 +98,9 @@ def arena(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             final = ops.finalize(app, "web-arena")
             records = shots.read_records(rt, "web-arena", leaderboard=final, dataset="arena-web")
             with shots.viewer(dict(os.environ), folder / "web.log") as base, shots.chromium_page() as page:
-                yield Arena(records=records, base=base, shots=shots_dir, tour=shots.Tour(page, base, shots_dir))
+                yield Arena(
+                    records=records, base=base, shots=shots_dir, tour=shots.Tour(page, base, shots_dir, page_size=PAGE)
+                )
         finally:
             stack.down(echo=lambda *_: None)
             app.close()
@@ -108,8 +111,8 @@ def test_the_fixture_has_what_the_pages_need(arena: Arena) -> None:
     r = arena.records
     assert r.status["status"] == "finished"
     assert r.status["instructions"]["dropped"], "no instruction dropped at screening: the drop table is untested"
-    assert len(r.battle_ids) > shots.PAGE_SIZE, "one page of battles: paging is untested"
-    assert len(r.rows) > shots.PAGE_SIZE and len(r.versions) == 2 and r.diff is not None
+    assert len(r.battle_ids) > PAGE, "one page of battles: paging is untested"
+    assert len(r.rows) > PAGE and len(r.versions) == 2 and r.diff is not None
     assert {j["judge"] for j in r.battle["judgments"]} == {"alpha", "beta", "gamma"}
 
 
