@@ -40,8 +40,15 @@ def test_eval_scores_a_registered_expert_and_reuses_its_stored_result(
         assert result["total"] == 3 and result["reused"] is False
         assert result["key"].startswith("evals/smol/") and result["key"].endswith("/humaneval-first3.json")
         assert [o["task_id"] for o in result["outcomes"]] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
-        again = json.loads(_warrior(env, "eval", "--expert", "smol", "--limit", "3", "--json").stdout)
+        # Off a terminal, progress is plain lines with counts (a bar with rate and ETA on one).
+        progress = [line for line in first.stderr.splitlines() if line.startswith("eval smol on humaneval: ")]
+        assert progress[0].startswith("eval smol on humaneval: 1/3 problems (33%) [")
+        assert progress[-1].startswith("eval smol on humaneval: 3/3 problems (100%) [")
+        assert "\r" not in first.stderr
+        reused = _warrior(env, "eval", "--expert", "smol", "--limit", "3", "--json")
+        again = json.loads(reused.stdout)
         assert again["reused"] is True and again["pass_at_1"] == result["pass_at_1"]
+        assert "problems" not in reused.stderr  # nothing to do, no progress shown
     finally:
         server.terminate()
         server.wait(timeout=30)

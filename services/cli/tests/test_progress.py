@@ -70,3 +70,34 @@ def test_wait_follows_the_campaign_to_its_end(warrior_env: dict[str, str], capsy
     counts = [int(m.group(1)) for m in (re.match(r"campaign followed: (\d+)/30 instructions", x) for x in lines) if m]
     assert counts == sorted(counts) and counts[-1] == 30 and len(counts) >= 3, lines
     assert all(re.search(r"\(\d+%\) \[\d\d:\d\d<(\d\d:\d\d|\?), ", x) for x in lines), lines
+
+
+class _Build:
+    """A build task as its AsyncResult shows it: PROGRESS states, then its manifest."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.infos = [{"done": d, "total": 40, "step": "reading rows"} for d in range(0, 41, 8)]
+
+    def ready(self) -> bool:
+        self.polls += 1
+        return self.polls > len(self.infos)
+
+    @property
+    def state(self) -> str:
+        return "PROGRESS"
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.infos[self.polls - 1]
+
+    def get(self, timeout: float) -> dict[str, Any]:
+        return {"name": "ds", "rows": 40}
+
+
+def test_dataset_build_follows_the_tasks_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = ops.follow(_Build(), "dataset ds", "rows", timeout_s=30, interval_s=0)  # type: ignore[arg-type]
+    assert manifest == {"name": "ds", "rows": 40}
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("dataset ds: 0/40 rows (0%) [") and lines[0].endswith(", reading rows]")
+    assert lines[-1].startswith("dataset ds: 40/40 rows (100%) [")

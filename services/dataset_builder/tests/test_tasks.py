@@ -76,7 +76,11 @@ def campaign(tmp_path: Path, redis_url: str) -> SimpleNamespace:
 
 
 def test_build_removes_duplicates_and_records_screening_and_selection(campaign: SimpleNamespace) -> None:
-    manifest = tasks.build(campaign, "c1", "ds", RATINGS)
+    reported: list[tuple[int, int, str]] = []
+    manifest = tasks.build(campaign, "c1", "ds", RATINGS, progress=lambda *a: reported.append(a))
+    # What `warrior dataset build` shows: the rows read out of those there are, then the steps after.
+    assert [r[:2] for r in reported] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4), (4, 4)]
+    assert [r[2] for r in reported[-2:]] == ["selecting rows", "writing 3 rows"]
     rows = read_rows(campaign.store, manifest)
     assert [r["lineage"]["instruction_id"] for r in rows] == ["i000", "i001", "i002"]
     assert manifest["selection"]["dropped"] == {

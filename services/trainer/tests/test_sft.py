@@ -229,6 +229,11 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path: Path) ->
     assert f"resumed from step {killed_at} " in output
     steps = [int(m.group(1)) for m in map(PROGRESS.match, output.splitlines()) if m]
     assert steps == list(range(killed_at + 1, 9)), output  # continued, did not start over
+    # Off a terminal, the command logs its progress (JSON lines by default): counts from the resumed step on.
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    bar = [r for r in records if r["logger"] == "warrior.progress"]
+    assert bar and all(r["service"] == "trainer" and r["total"] == 8 and r["done"] > killed_at for r in bar), bar
+    assert bar[-1]["message"].startswith("train: 8/8 steps (100%) ["), bar
     summary = json.loads((tmp_path / "second.json").read_text())
     assert summary["resumed_from"] == killed_at and summary["steps"] == 8
     assert [s for s, _ in summary["losses"]] == list(range(1, 9))  # the first run's losses are in the history

@@ -6,13 +6,14 @@ import time
 from typing import Any
 
 from celery import Celery
+from celery.result import AsyncResult
 
 from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_recovery import CampaignError, resend_unfinished, restore, wait_for_experts
 from warrior.common.campaign_state import CampaignState, list_campaigns
 from warrior.common.ids import task_id
-from warrior.common.progress import ProgressBar
+from warrior.common.progress import ProgressBar, ProgressCallback
 from warrior.common.runtime import DEADLETTER_KEY, Runtime
 from warrior.controller.leader import leader
 
@@ -188,9 +189,21 @@ def build_dataset(app: Celery, campaign: str, name: str, timeout_s: float = 600.
     """Finalize the ratings, then have the dataset builder write an immutable version."""
     final = finalize(app, campaign, timeout_s)
     result = app.send_task(queues.TASK_BUILD, args=[campaign, name, final["ratings_key"]])
-    manifest = dict(result.get(timeout=timeout_s))
+    manifest = dict(follow(result, f"dataset {name}", "rows", timeout_s))
     manifest["uri"] = manifest_uri(manifest)
     return manifest
+
+
+def follow(result: AsyncResult, description: str, unit: str, timeout_s: float, interval_s: float = 0.2) -> Any:
+    """The task's return value, showing the progress it reports (state PROGRESS: done, total, step) meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    with ProgressCallback(description, unit=unit) as progress:
+        while not result.ready() and time.monotonic() < deadline:
+            if result.state == "PROGRESS" and isinstance(result.info, dict):
+                info = result.info
+                progress(int(info.get("done", 0)), int(info.get("total") or 0) or None, info.get("step"))
+            time.sleep(interval_s)
+    return result.get(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def manifest_uri(manifest: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from warrior.cli.tables import table
 from warrior.common.campaign_config import ConfigError, load_campaign_config
 from warrior.common.celery_app import make_celery
 from warrior.common.logs import configure_logging
+from warrior.common.progress import ProgressCallback
 from warrior.common.registry import summarize
 from warrior.common.runtime import Runtime, get_runtime
 from warrior.common.security import SecurityConfigError, redact_url
@@ -284,12 +285,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not rt.registry.resolve(args.expert):
         raise ops.CampaignError(f"expert {args.expert!r} is not registered (see `warrior experts`)")
     revision = expert_model(rt.client, args.expert).revision
-    stored = evaluate_expert(
-        rt.client, rt.store, args.expert, revision, args.benchmark,
-        cache_dir=rt.settings.cache_dir, limit=args.limit, max_tokens=args.max_tokens, workers=args.workers,
-        timeout_s=args.timeout,
-        progress=lambda done, total: print(f"{done}/{total}", file=sys.stderr, flush=True) if done % 10 == 0 else None,
-    )  # fmt: skip
+    with ProgressCallback(f"eval {args.expert} on {args.benchmark}", unit="problems") as progress:
+        stored = evaluate_expert(
+            rt.client, rt.store, args.expert, revision, args.benchmark,
+            cache_dir=rt.settings.cache_dir, limit=args.limit, max_tokens=args.max_tokens, workers=args.workers,
+            timeout_s=args.timeout, progress=progress,
+        )  # fmt: skip
     failures = [o for o in stored["outcomes"] if not o["passed"]]
     text = (
         f"{args.expert} ({revision}) on {args.benchmark}: pass@1 {stored['pass_at_1']:.3f} "

@@ -25,7 +25,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from warrior.common.logs import json_active
 
-__all__ = ["ProgressBar", "rate_text"]
+__all__ = ["ProgressBar", "ProgressCallback", "rate_text"]
 
 log = logging.getLogger("warrior.progress")
 
@@ -187,3 +187,27 @@ class ProgressBar:
         else:
             self._stream.write(line + "\n")
             self._stream.flush()
+
+
+class ProgressCallback:
+    """A ``progress(done, total)`` callback whose ProgressBar appears at the first call (work that turns
+    out to be done already shows nothing); a ``with`` block closes it."""
+
+    def __init__(self, description: str, *, unit: str = "it", **options: Any) -> None:
+        self.description, self.unit, self.options = description, unit, options
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, done: int, total: int | None = None, postfix: str | None = None) -> None:
+        if self.bar is None:
+            self.bar = ProgressBar(self.description, total, unit=self.unit, **self.options)
+        self.bar.update_to(done, total, postfix)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> ProgressCallback:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

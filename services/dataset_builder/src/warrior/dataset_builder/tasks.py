@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from warrior.common.battles import load_battles
@@ -51,23 +52,32 @@ def screening_drops(rt: Runtime, campaign: str) -> dict[str, int] | None:
         return None
 
 
-def build(rt: Runtime, campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
+Progress = Callable[[int, int, str], None]
+
+
+def build(rt: Runtime, campaign: str, name: str, ratings_key: str, progress: Progress | None = None) -> dict[str, Any]:
     """A dataset version of the campaign's rows, each with the winner decided by the final ratings.
 
     The rows then go through the selection the campaign's `dataset` section configures (duplicates
     out, then KCenterGreedy down to `target_rows`); the manifest records it and the screening drops.
+    `progress(done, total, step)` follows the rows read, then the steps after.
     """
+    report = progress or (lambda done, total, step: None)
     snapshot = rt.store.get_json(ratings_key)
     battles = load_battles(rt.store, campaign)  # newcomers' addenda included
     rows = []
-    for key in rt.store.list(f"runs/{campaign}/rows/"):
+    keys = rt.store.list(f"runs/{campaign}/rows/")
+    for done, key in enumerate(keys):
+        report(done, len(keys), "reading rows")
         candidate = rt.store.get_json(key)
         decided = snapshot["winners"].get(candidate["id"])
         if decided is None:
             continue
         candidate = with_battle(candidate, battles[candidate["id"]])
         rows.append(training_row(candidate, decided["winner"], decided["scores"], ratings_key))
+    report(len(keys), len(keys), "selecting rows")
     selection = select_rows(rows, selection_config(rt, campaign))
+    report(len(keys), len(keys), f"writing {len(selection.rows)} rows")
     return build_version(
         rt.store,
         name,

@@ -5,6 +5,7 @@ Run: celery -A warrior.dataset_builder.worker worker -Q dataset
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task
@@ -31,6 +32,16 @@ def collect(self: Task, campaign: str, iid: str) -> None:
     tasks.collect(rt, campaign, iid)
 
 
-@app.task(name=queues.TASK_BUILD)
-def build(campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
-    return tasks.build(get_runtime(), campaign, name, ratings_key)
+@app.task(name=queues.TASK_BUILD, bind=True)
+def build(self: Task, campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
+    """The dataset version; while it is made, the task's state is PROGRESS with done, total and step
+    (what `warrior dataset build` shows), updated at most every half second."""
+    last = [0.0]
+
+    def progress(done: int, total: int, step: str) -> None:
+        now = time.monotonic()
+        if self.request.id and (now - last[0] >= 0.5 or done >= total):
+            last[0] = now
+            self.update_state(state="PROGRESS", meta={"done": done, "total": total, "step": step})
+
+    return tasks.build(get_runtime(), campaign, name, ratings_key, progress=progress)

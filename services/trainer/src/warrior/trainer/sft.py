@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from transformers import (
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
+from warrior.common.progress import ProgressBar
 from warrior.common.store import ObjectStore
 from warrior.trainer.checkpoints import RunCheckpoints
 from warrior.trainer.config import TrainConfig
@@ -159,6 +161,38 @@ class _PrintProgress(TrainerCallback):
         lr = logs.get("learning_rate")
         lr_text = f" lr {float(lr):.2e}" if isinstance(lr, int | float) else ""
         self.progress(f"step {step}/{state.max_steps} loss {float(logs['loss']):.4f}{lr_text} {rate:.2f} steps/s")
+
+
+class _StepBar(TrainerCallback):
+    """The steps as a live bar with rate and ETA on a terminal, plain lines every 10% elsewhere."""
+
+    def __init__(self) -> None:
+        self.bar: ProgressBar | None = None
+        self._loss: float | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if state.is_world_process_zero:
+            self.bar = ProgressBar("train", state.max_steps, unit="steps", initial=state.global_step)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        if logs and isinstance(logs.get("loss"), int | float):
+            self._loss = float(logs["loss"])
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if self.bar is not None:
+            self.bar.update_to(state.global_step, postfix=None if self._loss is None else f"loss {self._loss:.4f}")
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _barrier(args: TrainingArguments) -> None:
@@ -396,8 +430,19 @@ def train(
         f"run {run}: {config.method} fine-tuning of {config.base_model} -> {config.output}, "
         f"dataset {dataset.name}@{dataset.version} ({len(examples)} rows)"
     )
+    steps = _StepBar()
+
+    def over_the_bar(line: str) -> None:
+        """On a terminal the run's lines are written above the live bar, not through it."""
+        if steps.bar is not None and steps.bar.terminal:
+            steps.bar.write(line, file=sys.stdout)
+        else:
+            _print(line)
+
+    if progress is _print and main:
+        say = over_the_bar
     trainer = build_trainer(
-        config, examples, output_dir, callbacks=[_StoreCheckpoints(checkpoints, say), _PrintProgress(say)]
+        config, examples, output_dir, callbacks=[_StoreCheckpoints(checkpoints, say), _PrintProgress(say), steps]
     )
     prepared: Any = trainer.train_dataset  # a datasets.Dataset after TRL's preparation
     kept = len(prepared) if prepared is not None else 0

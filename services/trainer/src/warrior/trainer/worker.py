@@ -34,6 +34,7 @@ from celery import Task
 
 from warrior.common import queues
 from warrior.common.celery_app import make_celery
+from warrior.common.progress import ProgressCallback
 from warrior.common.runtime import get_runtime
 from warrior.common.store import ObjectStore
 from warrior.trainer.config import TrainConfig, parse_train_config, parse_train_yaml
@@ -163,11 +164,12 @@ def evaluate(
     if benchmark not in ("humaneval", "mbpp"):
         raise ValueError(f"unknown benchmark {benchmark!r} (expected 'humaneval' or 'mbpp')")
     revision = expert_model(rt.client, expert).revision
-    stored = evaluate_expert(
-        rt.client, rt.store, expert, revision, benchmark,  # type: ignore[arg-type]
-        cache_dir=rt.settings.cache_dir, limit=limit, max_tokens=max_tokens, workers=workers, timeout_s=timeout_s,
-        memory_mb=memory_mb, executor=QueueExecutor(app),
-    )  # fmt: skip
+    with ProgressCallback(f"eval {expert} on {benchmark}", unit="problems") as progress:
+        stored = evaluate_expert(
+            rt.client, rt.store, expert, revision, benchmark,  # type: ignore[arg-type]
+            cache_dir=rt.settings.cache_dir, limit=limit, max_tokens=max_tokens, workers=workers,
+            timeout_s=timeout_s, memory_mb=memory_mb, executor=QueueExecutor(app), progress=progress,
+        )  # fmt: skip
     return {k: stored[k] for k in ("key", "pass_at_1", "passed", "total", "reused")} | {
         "expert": expert,
         "revision": revision,
