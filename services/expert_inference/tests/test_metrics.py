@@ -116,6 +116,7 @@ def test_an_experts_metrics_port_shows_its_requests_tokens_latency_and_answer_ca
     # What it serves is what warrior.common.metrics declares (the dashboard is checked against that).
     served = {name for name, _ in samples if name.startswith("warrior_")}
     assert served <= metrics.exported_series(), served - metrics.exported_series()
+    assert not {name for name in served if name.startswith(("warrior_controller_", "warrior_queue_"))}
 
 
 class _Overloaded(ZeroLatencyTestEngine):

@@ -149,10 +149,13 @@ EXECUTOR_RUN_SECONDS = Histogram(
 )
 
 # -- campaign controller (only the leader reports the campaign and queue gauges) --------------------
+# Gauges without labels always show a sample: these two are registered by the controller alone
+# (register_controller_metrics), so that no other process reports a leader or a queue it never read.
 CONTROLLER_LEADER = Gauge(
     "warrior_controller_leader",
     "1 while this controller replica leads (and reports the campaign and queue gauges), else 0",
     multiprocess_mode="max",
+    registry=None,
 )
 CONTROLLER_ACTIONS = Counter(
     "warrior_controller_actions_total",
@@ -213,11 +216,22 @@ QUEUE_UNACKED = Gauge(
     "warrior_queue_unacked",
     "Messages handed to workers and not yet acknowledged (running, or held by a worker that died)",
     multiprocess_mode="max",
+    registry=None,
 )
+_CONTROLLER_ONLY = (CONTROLLER_LEADER, QUEUE_UNACKED)
 
 ALL: tuple[Counter | Gauge | Histogram, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Counter | Gauge | Histogram)
 )
+
+
+def register_controller_metrics() -> None:
+    """Add the controller's gauges without labels to the registry this process serves (once)."""
+    for metric in _CONTROLLER_ONLY:
+        try:
+            REGISTRY.register(metric)
+        except ValueError:  # registered already
+            pass
 
 
 def series_names(metric: Counter | Gauge | Histogram) -> set[str]:

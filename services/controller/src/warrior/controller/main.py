@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     leading = False
+    metrics.register_controller_metrics()
     metrics_port = metrics.serve(args.metrics_port)
     reported_at = float("-inf")
     metrics.CONTROLLER_LEADER.set(0)

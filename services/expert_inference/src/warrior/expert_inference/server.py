@@ -123,6 +123,18 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         self._waiting_gauge = metrics.EXPERT_WAITING.labels(name)
         self._in_flight_gauge.set(0)
         self._waiting_gauge.set(0)
+        self._tokens = (
+            metrics.EXPERT_PROMPT_TOKENS.labels(name, info.model),
+            metrics.EXPERT_COMPLETION_TOKENS.labels(name, info.model),
+        )
+        self._children: dict[tuple[str, ...], Any] = {}  # the labelled series of each call, looked up once
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.name, *labels)
+        return child
 
     def _render(self, messages: list[Message], assistant_prefix: str = "") -> tuple[str, tuple[str, ...]]:
         info = self.engine.info
@@ -153,11 +165,11 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
             outcome = code.name.lower() if isinstance(code, grpc.StatusCode) else "unknown"
             raise
         finally:
-            metrics.EXPERT_REQUESTS.labels(self.name, method, outcome).inc()
-            metrics.EXPERT_REQUEST_SECONDS.labels(self.name, method).observe(time.perf_counter() - started)
+            self._child(metrics.EXPERT_REQUESTS, method, outcome).inc()
+            self._child(metrics.EXPERT_REQUEST_SECONDS, method).observe(time.perf_counter() - started)
 
     def _cache_lookup(self, result: str) -> None:
-        metrics.EXPERT_ANSWER_CACHE.labels(self.name, result).inc()
+        self._child(metrics.EXPERT_ANSWER_CACHE, result).inc()
 
     async def _answer(
         self,
@@ -263,9 +275,8 @@ class ExpertInferenceServicer(pb_grpc.ExpertInferenceServiceServicer):
         else:
             usage = getattr(reply, "usage", None)
             if usage is not None:
-                model = self.engine.info.model
-                metrics.EXPERT_PROMPT_TOKENS.labels(self.name, model).inc(usage.prompt_tokens)
-                metrics.EXPERT_COMPLETION_TOKENS.labels(self.name, model).inc(usage.completion_tokens)
+                self._tokens[0].inc(usage.prompt_tokens)
+                self._tokens[1].inc(usage.completion_tokens)
             return reply
         finally:
             self.in_flight -= 1
