@@ -103,7 +103,7 @@ def _every_process_serves_its_metrics(stack: Any, campaign: str, mined: int) -> 
             assert "warrior_tasks_total[('outcome', 'success'), ('task', 'warrior.mine')]" in text
         elif name == "worker-judge":
             assert "warrior_tasks_total[('outcome', 'success'), ('task', 'warrior.battle')]" in text
-    deadline = time.monotonic() + 15  # the controller reads the campaigns every 5 s
+    deadline = time.monotonic() + 15  # the local stack's controller reads the campaigns every 2 s
     key = f"warrior_campaign_mined[('campaign', '{campaign}')]"
     while scrape(procs["controller"].metrics_url or "").get(key) != mined:
         assert time.monotonic() < deadline, f"the controller does not report {key} = {mined}"

@@ -266,7 +266,8 @@ class LocalStack:
             if controller:
                 # The campaign controller: re-sends stalled stages, finishes campaigns, builds their datasets.
                 echo("starting the campaign controller")
-                argv = [_bin("warrior-controller"), "--interval", "1", "--identity", f"local-{os.getpid()}"]
+                argv = [_bin("warrior-controller"), "--interval", "1", "--metrics-interval", "2",
+                        "--identity", f"local-{os.getpid()}"]  # fmt: skip
                 procs.append(self._spawn("controller", "controller", argv, env, metrics_port=free_port()))
                 self._write(procs, shown)
             self._wait_ready(procs, [e.name for e in served], timeout_s, echo)
