@@ -274,6 +274,9 @@ for mutual TLS. Both get the token file.
   value: {{ $v.settings.home | quote }}
 - name: WARRIOR_CACHE_DIR
   value: {{ $v.settings.cacheDir | quote }}
+# One JSON object per log line (warrior.common.logs); settings.extraEnv may set text.
+- name: WARRIOR_LOG_FORMAT
+  value: json
 - name: HOME
   value: /home/warrior
 - name: XDG_CACHE_HOME

@@ -105,6 +105,7 @@ def test_no_secret_reaches_the_log(out: io.StringIO, monkeypatch: pytest.MonkeyP
         log.warning("header was authorization: Bearer bearer-abc123; token %s", "tok-new-9876543210")
         log.info("store key fake-secret-aws-key, password %s, max tokens 512", "fake%2Fsecret%20redis")
         log.info({"event": "dict message", "key": "sk-fake-secret"})
+        log.info("task done", extra={"data": {"args": ["c1", "fake-secret-aws-key"], "kwargs": {}}})
         log.info("a bearer token is required")
         try:
             raise RuntimeError("auth failed with tok-old-0123456789 and fake/secret redis")

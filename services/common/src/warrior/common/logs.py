@@ -201,7 +201,18 @@ class JsonLineFormatter(JsonFormatter):
                 log_data[key] = value
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {k: scrub(v) if isinstance(v, str) else v for k, v in log_data.items()}
+        return {k: _scrub_value(v) for k, v in log_data.items()}
+
+
+def _scrub_value(value: Any) -> Any:
+    """Strings masked wherever they sit: Celery's task records carry the task's arguments in `data`."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v) for v in value]
+    return value
 
 
 # -- set-up -----------------------------------------------------------------------------------------
