@@ -52,6 +52,7 @@ def test_missing_config_file_exits_2_with_its_path(tmp_path: Path) -> None:
         ({"WARRIOR_STORE_URL": "s3:/typo"}, "WARRIOR_STORE_URL"),
         ({"WARRIOR_STORE_URL": "s3://b?endpoint=http://127.0.0.1:1", "AWS_ACCESS_KEY_ID_FILE": "/nonexistent"},
          "AWS_ACCESS_KEY_ID_FILE=/nonexistent"),
+        ({"WARRIOR_LOG_FORMAT": "xml"}, "WARRIOR_LOG_FORMAT='xml' must be one of json, text"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_exits_2_with_one_line_naming_it(tmp_path: Path, env: dict[str, str], named: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from warrior.common import logs
+from warrior.common.settings import SettingsError
 
 
 @pytest.fixture()
@@ -82,7 +83,11 @@ def test_text_format_and_level_from_the_environment(out: io.StringIO, monkeypatc
     log.info("shown now")
     assert out.getvalue().splitlines()[-1].endswith("shown now")
     monkeypatch.setenv(logs.FORMAT_ENV, "xml")
-    with pytest.raises(ValueError, match="WARRIOR_LOG_FORMAT"):
+    with pytest.raises(SettingsError, match="WARRIOR_LOG_FORMAT='xml' must be one of json, text"):
+        logs.configure_logging("controller", stream=out)
+    monkeypatch.setenv(logs.FORMAT_ENV, "text")
+    monkeypatch.setenv(logs.LEVEL_ENV, "loud")
+    with pytest.raises(SettingsError, match="'loud'"):
         logs.configure_logging("controller", stream=out)
 
 

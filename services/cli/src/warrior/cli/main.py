@@ -535,9 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    # What the libraries warn about, readable on a terminal (WARRIOR_LOG_FORMAT=json for JSON lines).
-    configure_logging("cli", default_format="text", default_level="WARNING")
     try:
+        # What the libraries warn about, readable on a terminal (WARRIOR_LOG_FORMAT=json for JSON lines).
+        configure_logging("cli", default_format="text", default_level="WARNING")
         code = args.func(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

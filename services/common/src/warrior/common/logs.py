@@ -36,6 +36,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from warrior.common.security import redact_url
+from warrior.common.settings import SettingsError
 
 __all__ = [
     "FORMAT_ENV",
@@ -238,7 +239,7 @@ class _WarriorHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def log_format(default: str = "json") -> str:
     value = os.environ.get(FORMAT_ENV, "").strip().lower() or default
     if value not in FORMATS:
-        raise ValueError(f"{FORMAT_ENV}={value!r} must be one of {', '.join(FORMATS)}")
+        raise SettingsError(f"environment variable {FORMAT_ENV}={value!r} must be one of {', '.join(FORMATS)}")
     return value
 
 
@@ -248,7 +249,8 @@ def _level(level: str | int | None, default: str | int) -> int:
         return chosen
     number = logging.getLevelName(chosen.upper())
     if not isinstance(number, int):
-        raise ValueError(f"log level {chosen!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        levels = "DEBUG, INFO, WARNING, ERROR"
+        raise SettingsError(f"log level {chosen!r} ({LEVEL_ENV} or --log-level) is not one of {levels}")
     return number
 
 
