@@ -201,6 +201,18 @@ def test_list_page_walks_a_prefix_in_pages(store: ObjectStore) -> None:
         store.list_page("runs/", limit=0)
 
 
+def test_list_page_of_a_large_flat_prefix(store: ObjectStore) -> None:
+    keys = [f"flat/{n * 7919 % 1000:03d}-{n}.json" for n in range(60)]
+    for key in keys:
+        store.put(key, b"x")
+    pages, after = [], ""
+    while page := store.list_page("flat/", start_after=after, limit=4):
+        pages.append(page)
+        after = page[-1]
+    assert [k for page in pages for k in page] == sorted(keys) == store.list("flat/")
+    assert store.list_page("flat/0", limit=100) == [k for k in sorted(keys) if k.startswith("flat/0")]
+
+
 @pytest.mark.parametrize("key", INVALID_KEYS)
 def test_invalid_keys_are_rejected(store: ObjectStore, key: str) -> None:
     calls: list[Callable[[], object]] = [

@@ -17,6 +17,7 @@ directory in tests also works against S3 in production and vice versa.
 from __future__ import annotations
 
 import builtins
+import heapq
 import io
 import itertools
 import json
@@ -391,35 +392,44 @@ class LocalStore(_JsonMixin):
         """A page of list(prefix): at most ``limit`` keys after ``start_after``, sorted.
 
         Walks directories in key order and stops once the page is full; a directory whose keys all
-        sort before ``start_after`` (or cannot match ``prefix``) is not entered, so a page deep into a
-        large prefix reads one listing per directory level, not every key.
+        sort before ``start_after`` (or cannot match ``prefix``) is not entered, and of a directory
+        holding only objects just the first ``limit`` names after the cursor are picked (no full sort).
         """
         _check_page(prefix, start_after, limit)
-        return list(itertools.islice(self._walk_sorted(self.root, "", prefix, start_after), limit))
+        return list(itertools.islice(self._walk_sorted(self.root, "", prefix, start_after, limit), limit))
 
-    def _walk_sorted(self, directory: Path, head: str, prefix: str, start_after: str) -> Iterator[str]:
+    def _walk_sorted(self, directory: Path, head: str, prefix: str, start_after: str, limit: int) -> Iterator[str]:
+        """Keys under ``directory`` (whose keys start with ``head``) matching ``prefix``, after ``start_after``,
+        in key order. The caller only prunes: every key here starts with ``head``."""
         try:
-            entries = [(e.name, e.is_dir()) for e in os.scandir(directory) if not e.name.startswith(_TMP_PREFIX)]
-        except FileNotFoundError:
+            with os.scandir(directory) as listing:
+                entries = [(e.name, e.is_dir()) for e in listing if not e.name.startswith(_TMP_PREFIX)]
+        except (FileNotFoundError, NotADirectoryError):
             return  # removed while we walked
-        except NotADirectoryError:
-            return
         except OSError as exc:
             raise StoreError(f"cannot list {prefix!r} in {self.url}: {exc}") from exc
-        # A directory's keys sort as "name/...": order entries by that, not by the bare name.
-        entries.sort(key=lambda e: e[0] + "/" if e[1] else e[0])
-        for name, is_dir in entries:
-            if is_dir:
-                sub = head + name + "/"
-                if not (sub.startswith(prefix) or prefix.startswith(sub)):
-                    continue
-                if sub < start_after and not start_after.startswith(sub):
-                    continue  # every key under it sorts before start_after
-                yield from self._walk_sorted(directory / name, sub, prefix, start_after)
+        # Relative to this directory: what a name must start with, and what it must sort after.
+        want = prefix[len(head) :] if prefix.startswith(head) else ""
+        after = start_after[len(head) :] if start_after.startswith(head) else ""
+        files = [name for name, is_dir in entries if not is_dir and name.startswith(want) and name > after]
+        # A directory's keys sort as "name/...": it is entered in that place, if it can hold a match after the cursor.
+        folders = [
+            name + "/"
+            for name, is_dir in entries
+            if is_dir
+            and ((name + "/").startswith(want) or want.startswith(name + "/"))
+            and (name + "/" >= after or after.startswith(name + "/"))
+        ]
+        if not folders:
+            chosen = heapq.nsmallest(limit, files) if len(files) > 4 * limit else sorted(files)
+            for name in chosen:
+                yield head + name
+            return
+        for name in sorted(files + folders):
+            if name.endswith("/"):
+                yield from self._walk_sorted(directory / name[:-1], head + name, prefix, start_after, limit)
             else:
-                key = head + name
-                if key.startswith(prefix) and key > start_after:
-                    yield key
+                yield head + name
 
 
 class S3Store(_JsonMixin):

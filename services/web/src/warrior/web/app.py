@@ -113,10 +113,9 @@ def create_app(viewer: Viewer, token: TokenSource | str | None = None) -> FastAP
 
     @app.get("/campaigns/{campaign}", response_class=HTMLResponse)
     async def campaign(request: Request, campaign: str) -> HTMLResponse:
-        snap = await run(viewer.snapshot, campaign)
+        overview = await run(viewer.overview, campaign)
         progress = await run(viewer.progress, campaign)
-        return page(request, "campaign.html", campaign=campaign, snap=snap, p=progress,
-                    has_ratings=viewer.ratings_key(campaign) is not None)  # fmt: skip
+        return page(request, "campaign.html", campaign=campaign, snap=overview, p=progress)
 
     @app.get("/campaigns/{campaign}/progress", response_class=HTMLResponse)
     async def progress(request: Request, campaign: str) -> HTMLResponse:
@@ -180,7 +179,8 @@ def create_app(viewer: Viewer, token: TokenSource | str | None = None) -> FastAP
             if len(versions) < 2:
                 raise NotFound(f"dataset {name!r} has {len(versions)} version(s): nothing to compare")
             a, b = a or versions[-2], b or versions[-1]
-        return page(request, "diff.html", name=name, d=await run(viewer.diff, name, a, b), shown=200)
+        d = await run(viewer.diff, name, a, b)
+        return page(request, "diff.html", name=name, a=a, b=b, d=d, shown=200, status_code=200 if d else 202)
 
     @app.get("/flywheel", response_class=HTMLResponse)
     async def flywheels(request: Request) -> HTMLResponse:

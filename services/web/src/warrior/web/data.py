@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import redis
@@ -19,7 +21,7 @@ import redis
 from warrior.common.battles import instruction_of, load_battle, part_id
 from warrior.common.campaign_state import CampaignState, list_campaigns
 from warrior.common.store import ObjectNotFound, ObjectStore
-from warrior.dataset_builder.versions import list_versions, read_manifest, read_shard
+from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest, read_shard
 
 T = TypeVar("T")
 STAGES = ("mined", "screened", "kept", "battled", "scored", "finished")
@@ -57,7 +59,9 @@ class Viewer:
         self.redis = client
         self.store = store
         self._snapshots = _Cache(4)
-        self._diffs = _Cache(8)
+        self._diffs: OrderedDict[tuple[str, str, str], Future[dict[str, Any]]] = OrderedDict()
+        self._diff_lock = threading.Lock()
+        self._diff_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warrior-web-diff")
 
     # -- campaigns ---------------------------------------------------------------------------------
     def campaigns(self) -> list[dict[str, Any]]:
@@ -109,8 +113,38 @@ class Viewer:
             "percent": round(100.0 * stages["finished"] / kept, 1) if kept else 0.0,
         }
 
+    def overview(self, campaign: str) -> dict[str, Any]:
+        """The campaign page: what `warrior status` shows but the per-battle figures, from small Redis reads.
+
+        CampaignState.snapshot() also sums every battle's statistics (one hash field per battle), which takes
+        seconds on a campaign of 100,000 instructions; battles and votes come from the ratings snapshot here.
+        """
+        state = self._state(campaign)
+        prefix = f"warrior:campaign:{campaign}:"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(prefix + "meta")
+        pipe.hvals(prefix + "dropped")
+        pipe.hgetall(prefix + "failures")
+        pipe.hgetall(prefix + "counters")
+        pipe.hgetall(prefix + "timing")
+        meta, dropped, failures, counters, timing = pipe.execute()
+        ratings = self.ratings(campaign)
+        return {
+            "campaign": campaign,
+            "status": meta.get("status", "unknown"),
+            "created_at": float(meta.get("created_at", 0)),
+            "dropped": dict(sorted(Counter(dropped).items())),
+            "failures": dict(sorted(Counter(k.split(":", 1)[0] for k in failures).items())),
+            "failure_examples": dict(sorted(failures.items())[:10]),
+            "counters": {k: int(v) for k, v in counters.items()},
+            "timing": {k: round(float(v), 3) for k, v in timing.items()},
+            "controller": state.table("controller"),
+            "roster": sorted(state.members("roster")),
+            "ratings": None if ratings is None else {"battles": ratings["battles"], "votes": ratings["votes"]},
+        }
+
     def snapshot(self, campaign: str) -> dict[str, Any]:
-        """What `warrior status` shows (CampaignState.snapshot)."""
+        """What `warrior status` shows (CampaignState.snapshot): every figure, read whole."""
         return self._state(campaign).snapshot()
 
     # -- ratings -----------------------------------------------------------------------------------
@@ -203,8 +237,6 @@ class Viewer:
         return versions
 
     def manifest(self, name: str, version: str) -> dict[str, Any]:
-        from warrior.dataset_builder.versions import DatasetNotFound
-
         try:
             return read_manifest(self.store, name, version)
         except DatasetNotFound as exc:
@@ -231,15 +263,32 @@ class Viewer:
                 break
         return out
 
-    def diff(self, name: str, a: str, b: str) -> dict[str, Any]:
-        """diff_versions of two committed versions; versions never change, so each pair is computed once."""
-        from warrior.dataset_builder.diff import diff_versions
-        from warrior.dataset_builder.versions import DatasetNotFound
+    def diff(self, name: str, a: str, b: str, wait_s: float = 2.0) -> dict[str, Any] | None:
+        """diff_versions of two committed versions, or None while it is still being computed.
 
+        Versions never change, so each pair is computed once, in the background: a diff of two large
+        versions (every row of both is read) takes seconds, and the page asks again until it is there.
+        """
+        from warrior.dataset_builder.diff import diff_versions
+
+        self.manifest(name, a)  # NotFound at once for a version that does not exist
+        self.manifest(name, b)
+        key = (name, a, b)
+        with self._diff_lock:
+            future = self._diffs.get(key)
+            if future is None or (future.done() and future.exception() is not None):
+                future = self._diff_pool.submit(diff_versions, self.store, name, a, b)
+                self._diffs[key] = future
+            self._diffs.move_to_end(key)
+            while len(self._diffs) > 8:
+                oldest = next(iter(self._diffs))
+                if not self._diffs[oldest].done():
+                    break
+                del self._diffs[oldest]
         try:
-            return self._diffs.get((name, a, b), lambda: diff_versions(self.store, name, a, b))
-        except DatasetNotFound as exc:
-            raise NotFound(str(exc)) from None
+            return future.result(timeout=wait_s)
+        except FutureTimeout:
+            return None
 
     # -- flywheel and evaluations ------------------------------------------------------------------
     def flywheels(self) -> list[dict[str, Any]]:
