@@ -183,3 +183,21 @@ def test_a_running_campaign_without_ratings_yet(arena: dict[str, Any]) -> None:
     assert 'data-finished="false"' in progress.text and _attr(progress.text, "stage-count", stage="mined") == ["1"]
     battles = web.get("/campaigns/fresh-one/battles")
     assert battles.status_code == 200 and 'id="no-battles"' in battles.text
+
+
+def test_record_text_is_escaped(arena: dict[str, Any]) -> None:
+    """Instructions and answers are model output: shown as text, never as markup."""
+    from warrior.common.campaign_state import CampaignState
+
+    battle = arena["store"].get_json(f"runs/{CAMPAIGN}/battles/{arena['synthetic'].instructions[1]}.json")
+    battle |= {"id": "x55", "campaign": "xss", "instruction": "<script>alert(1)</script> make it <b>bold</b>"}
+    battle["answers"]["alpha-coder"]["text"] = "<img src=x onerror=alert(2)>\n```python\nprint('<i>')\n```"
+    CampaignState(arena["client"], "xss").create({"campaign": "xss", "experts": []}, expected_mine=1)
+    arena["store"].put_json("runs/xss/battles/x55.json", battle)
+    web = TestClient(create_app(arena["viewer"]))
+    page = web.get("/campaigns/xss/battles/x55").text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<i>" not in page.split("</style>", 1)[1]
+    listing = web.get("/campaigns/xss/battles").text
+    assert "<script>alert(1)" not in listing and 'data-battle="x55"' in listing
