@@ -72,15 +72,20 @@ def viewer(env: Mapping[str, str], log: Path) -> Iterator[str]:
             proc.wait()
 
 
+def require_chromium() -> None:
+    """The browser is part of the install: its absence is an error, never a reason to skip."""
+    if not Path(CHROMIUM).is_file():
+        raise RuntimeError(
+            f"{CHROMIUM} is missing: `make install` installs Debian's chromium (or set WARRIOR_CHROMIUM)"
+        )
+
+
 @contextmanager
 def chromium_page() -> Iterator[Any]:
     """A Playwright page in Debian's chromium (headless, 1280x800)."""
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).is_file():
-        raise RuntimeError(
-            f"{CHROMIUM} is missing: `make install` installs Debian's chromium (or set WARRIOR_CHROMIUM)"
-        )
+    require_chromium()
     with sync_playwright() as p:
         # --no-sandbox: chromium's own sandbox cannot start as root (the CI machine's user).
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -71,6 +71,7 @@ def arena(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     from warrior.common.celery_app import make_celery
     from warrior.common.runtime import get_runtime
 
+    shots.require_chromium()  # before the campaigns: a missing browser fails at once
     folder = tmp_path_factory.mktemp("web-browser")
     redis.Redis.from_url(redis_server).flushall()
     env = {
