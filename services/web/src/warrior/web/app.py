@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import redis
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from warrior.common.security import TokenSource, bearer_matches
+from warrior.common.store import StoreUnavailable
 from warrior.scorer.judge_panel import order_verdict
 from warrior.web import render
 from warrior.web.data import NotFound, Viewer
@@ -82,7 +84,16 @@ def create_app(viewer: Viewer, token: TokenSource | str | None = None) -> FastAP
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> HTMLResponse:
-        return page(request, "error.html", 404, message=str(exc))
+        return page(request, "error.html", 404, message=str(exc), title="Not found")
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    async def redis_down(request: Request, exc: redis.exceptions.ConnectionError) -> HTMLResponse:
+        message = f"cannot reach Redis: {exc}; start the stack (`warrior up`) or point REDIS_URL at one"
+        return page(request, "error.html", 503, title="Redis unreachable", message=message)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(request: Request, exc: StoreUnavailable) -> HTMLResponse:
+        return page(request, "error.html", 503, title="Object store unreachable", message=str(exc))
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # Redis and store reads block: keep them off the event loop.
