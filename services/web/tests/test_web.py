@@ -201,3 +201,13 @@ def test_record_text_is_escaped(arena: dict[str, Any]) -> None:
     assert "<i>" not in page.split("</style>", 1)[1]
     listing = web.get("/campaigns/xss/battles").text
     assert "<script>alert(1)" not in listing and 'data-battle="x55"' in listing
+
+
+def test_unreachable_redis_is_a_503_that_says_so(arena: dict[str, Any], tmp_path: Any) -> None:
+    from warrior.common.redis_client import connect
+    from warrior.web.data import Viewer
+
+    web = TestClient(create_app(Viewer(connect(f"unix://{tmp_path}/no.sock"), arena["store"])))
+    page = web.get("/")
+    assert page.status_code == 503 and "cannot reach Redis" in page.text
+    assert web.get("/healthz").status_code == 200
