@@ -147,3 +147,32 @@ def test_diff_of_the_two_versions_counts_what_changed(arena: Arena) -> None:
 def test_flywheel_page_says_there_is_no_report_yet(arena: Arena) -> None:
     assert arena.records.flywheels == []
     arena.tour.flywheel(arena.records)
+
+
+def test_a_viewer_with_a_token_asks_for_it_once_and_keeps_it_out_of_the_cookie(arena: Arena, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    token = "web-browser-test-token-4f1c"
+    env = dict(os.environ) | {"WARRIOR_GRPC_TOKEN": token}
+    leaderboard = f"/campaigns/{arena.records.campaign}/leaderboard"
+    with shots.viewer(env, tmp_path / "web-token.log") as base:
+        context = arena.tour.page.context.browser.new_context(viewport=shots.VIEWPORT)  # its own cookie jar
+        try:
+            page = context.new_page()
+            reply = page.goto(base + leaderboard)
+            assert reply is not None and reply.status == 401
+            expect(page.locator("table#leaderboard")).to_have_count(0)
+            page.locator("#token").fill("not-the-token")
+            page.locator("#login-submit").click()
+            expect(page.locator("#login-error")).to_be_visible()
+            page.locator("#token").fill(token)
+            page.locator("#login-submit").click()
+            page.wait_for_url(f"**{leaderboard}")  # back to the page first asked for
+            rows = page.locator("table#leaderboard tr[data-testid=leaderboard-row]")
+            expect(rows).to_have_count(len(arena.records.leaderboard))
+            again = page.goto(base + "/datasets")  # the cookie opens the other pages too
+            assert again is not None and again.status == 200
+            cookies = context.cookies()
+            assert cookies and all(token not in c["value"] for c in cookies)
+        finally:
+            context.close()
