@@ -59,6 +59,8 @@ class Arena:
     base: str
     shots: Path
     tour: Any
+    live: Any  # the first campaign's page, opened while it ran
+    opened_as: str  # the status that page showed when it opened
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +93,22 @@ def arena(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         stack = LocalStack()
         stack.up(first, timeout_s=180, echo=lambda *_: None)
         try:
-            for config in (first, parse_campaign_config(_config("web-arena-2", per_expert=2))):
-                campaign = ops.start(rt, app, config)
-                ops.wait(rt, campaign, timeout_s=120, interval_s=0.5, until="finished")
-                ops.build_dataset(app, campaign, "arena-web")  # the controller's version: the same one
-            # The leaderboard as `warrior leaderboard --json` reads it: the scorer's finalize.
-            final = ops.finalize(app, "web-arena")
-            records = shots.read_records(rt, "web-arena", leaderboard=final, dataset="arena-web")
             with shots.viewer(dict(os.environ), folder / "web.log") as base, shots.chromium_page() as page:
-                yield Arena(
-                    records=records, base=base, shots=shots_dir, tour=shots.Tour(page, base, shots_dir, page_size=PAGE)
-                )
+                live = page.context.new_page()
+                for config in (first, parse_campaign_config(_config("web-arena-2", per_expert=2))):
+                    campaign = ops.start(rt, app, config)
+                    if live.url == "about:blank":
+                        # The first campaign's page, opened while it runs and never reloaded after.
+                        live.goto(f"{base}/campaigns/{campaign}")
+                        live.evaluate("window.openedWhileRunning = true")
+                        opened_as = live.locator("[data-testid=campaign-status]").inner_text()
+                    ops.wait(rt, campaign, timeout_s=120, interval_s=0.5, until="finished")
+                    ops.build_dataset(app, campaign, "arena-web")  # the controller's version: the same one
+                # The leaderboard as `warrior leaderboard --json` reads it: the scorer's finalize.
+                final = ops.finalize(app, "web-arena")
+                records = shots.read_records(rt, "web-arena", leaderboard=final, dataset="arena-web")
+                tour = shots.Tour(page, base, shots_dir, page_size=PAGE)
+                yield Arena(records=records, base=base, shots=shots_dir, tour=tour, live=live, opened_as=opened_as)
         finally:
             stack.down(echo=lambda *_: None)
             app.close()
@@ -120,6 +127,19 @@ def test_the_fixture_has_what_the_pages_need(arena: Arena) -> None:
 def test_campaign_list_links_to_the_campaign_page_with_progress_and_drop_reasons(arena: Arena) -> None:
     arena.tour.campaigns(arena.records)
     arena.tour.campaign(arena.records)
+
+
+def test_campaign_page_opened_while_running_follows_it_to_the_end_without_reloading(arena: Arena) -> None:
+    from playwright.sync_api import expect
+
+    assert arena.opened_as != "finished", "the campaign had finished before its page opened: nothing to follow"
+    status = arena.records.status
+    # The page polls its progress fragment every 3 s until the campaign is finished.
+    expect(arena.live.locator("[data-testid=campaign-status]")).to_have_text("finished", timeout=20_000)
+    finished = arena.live.locator("[data-testid=stage-count][data-stage=finished]")
+    expect(finished).to_have_text(str(status["finished"]))
+    expect(arena.live.locator("#progress-bar")).to_have_attribute("data-done", str(status["instructions"]["kept"]))
+    assert arena.live.evaluate("window.openedWhileRunning") is True, "the page was reloaded"
 
 
 def test_leaderboard_order_and_intervals_are_the_scorers(arena: Arena) -> None:
