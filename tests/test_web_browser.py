@@ -1,11 +1,12 @@
 """The viewer in a real browser (Playwright driving Debian's chromium, which `make install` installs).
 
-One finished campaign on the real local stack with the zero-latency test engine (instant fake outputs:
-the pages are about the records, not model quality) and a second one into the same dataset, so the
-dataset has two versions to compare. `warrior web` runs as a subprocess on a free loopback port; each
-test opens pages and checks what they show against the records the CLI reads. The page checks are
-scripts/screenshots.py's, the ones `make screenshots` runs on the demo. A screenshot of every page
-goes to $WARRIOR_SCREENSHOTS_DIR (default: the test's temporary folder).
+`warrior web` runs as a subprocess on a free loopback port while two campaigns run on the real local
+stack with the zero-latency test engine (instant fake outputs: the pages are about the records, not
+model quality), the first one's page open in the browser; the second builds a second version of the
+same dataset, so there are two versions to compare. Each test opens pages and checks what they show
+against the records the CLI reads. The page checks are scripts/screenshots.py's, the ones `make
+screenshots` runs on the demo. A screenshot of every page goes to $WARRIOR_SCREENSHOTS_DIR (default:
+the test's temporary folder).
 """
 
 from __future__ import annotations
