@@ -16,8 +16,9 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 export WARRIOR_MBPP_PATH ?= $(wildcard $(abspath ../shared/data/mbpp.jsonl))
 
 # The browser the viewer's tests drive through Playwright (tests/test_web_browser.py, make screenshots): Debian's
-# chromium, installed with apt-get when missing (Playwright's own browser download is not used).
-CHROMIUM ?= /usr/bin/chromium
+# chromium, installed with apt-get when missing (Playwright's own browser download is not used); CHROMIUM=... or
+# WARRIOR_CHROMIUM=... names another.
+CHROMIUM ?= $(or $(WARRIOR_CHROMIUM),/usr/bin/chromium)
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
