@@ -4,6 +4,7 @@ every queue by priority; a standby reports no campaign, so two replicas never di
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -133,10 +134,12 @@ def test_the_leader_reports_campaign_progress_stage_time_and_queue_depths(
     app.send_task(queues.TASK_MINE, args=["other"], priority=queues.PRIORITY_DEFAULT)
     app.send_task(queues.TASK_MINE, args=["other"], priority=queues.PRIORITY_DEFAULT)
     app.send_task(queues.TASK_BACKFILL, args=["other"], priority=queues.PRIORITY_NEWCOMER)
+    # A message in a worker's hands, as kombu records it: [message, exchange, routing key (the queue)].
+    rt.redis.hset("unacked", "tag-1", json.dumps([{"body": ""}, "", queues.BATTLE]))
 
     leader = start_controller("first")  # type: ignore[operator]
     samples = leader.wait_for("warrior_campaign_mined", campaign="metered")
-    assert value(samples, "warrior_controller_leader") == 1
+    assert value(samples, "warrior_controller_leader", controller="first") == 1
     assert value(samples, "warrior_campaign_mined", campaign="metered") == 5
     assert value(samples, "warrior_campaign_kept", campaign="metered") == 2
     assert value(samples, "warrior_campaign_dropped", campaign="metered", reason="near_duplicate") == 2
@@ -153,11 +156,13 @@ def test_the_leader_reports_campaign_progress_stage_time_and_queue_depths(
     assert value(samples, "warrior_queue_depth", queue=queues.MINE, priority=str(queues.PRIORITY_DEFAULT)) == 2
     assert value(samples, "warrior_queue_depth", queue=queues.BATTLE, priority=str(queues.PRIORITY_NEWCOMER)) == 1
     assert value(samples, "warrior_queue_depth", queue=queues.SCORE, priority="0") == 0
+    assert value(samples, "warrior_queue_unacked", queue=queues.BATTLE) == 1
+    assert value(samples, "warrior_queue_unacked", queue=queues.MINE) == 0
     served = {name for name, _ in samples if name.startswith("warrior_")}
     assert served <= metrics.exported_series(), served - metrics.exported_series()
 
     # A standby replica reports no campaign (only the leader's numbers are current).
     standby = start_controller("second")  # type: ignore[operator]
-    samples = standby.wait_for("warrior_controller_leader")
-    assert value(samples, "warrior_controller_leader") == 0
-    assert not [name for name, _ in samples if name.startswith(("warrior_campaign_", "warrior_queue_depth"))]
+    samples = standby.wait_for("warrior_controller_leader", controller="second")
+    assert value(samples, "warrior_controller_leader", controller="second") == 0
+    assert not [name for name, _ in samples if name.startswith(("warrior_campaign_", "warrior_queue_"))]

@@ -51,6 +51,17 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def scrape_when(port: int, name: str, wanted: float, **labels: str) -> Samples:
+    """The samples once `name{labels}` reached `wanted`: a task's result reaches the caller just before the
+    worker counts the task's end."""
+    deadline = time.monotonic() + 10
+    while True:
+        samples = scrape(port)
+        if value(samples, name, **labels) >= wanted or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 Start = Callable[..., int]
 
 
@@ -119,7 +130,7 @@ def test_a_workers_endpoint_counts_tasks_by_stage_and_outcome_and_the_sandboxs_r
     with pytest.raises(RuntimeError, match="dead-lettered"):
         _send(redis_url, _ok(), task_id="dead-one")
 
-    samples = scrape(port)
+    samples = scrape_when(port, "warrior_task_seconds_count", 3, task=TASK)
     assert value(samples, "warrior_tasks_total", task=TASK, outcome="success") == 1
     assert value(samples, "warrior_tasks_total", task=TASK, outcome="failure") == 1
     assert value(samples, "warrior_tasks_total", task=TASK, outcome="dead_lettered") == 1
@@ -147,8 +158,11 @@ def test_a_prefork_workers_endpoint_shows_what_its_child_processes_ran(
         _send(redis_url, _ok())
     except celery.exceptions.TimeoutError:
         pytest.fail("the prefork worker ran no task")
-    samples = scrape(port)
+    samples = scrape_when(port, "warrior_tasks_total", 1, task=TASK, outcome="success")
     assert value(samples, "warrior_tasks_total", task=TASK, outcome="success") == 1
     assert value(samples, "warrior_task_seconds_count", task=TASK) == 1
     assert value(samples, "warrior_executor_runs_total", status="passed") == 1
     assert any(path.name.startswith("counter_") for path in folder.iterdir()), "the child wrote no samples"
+    # Only what a worker reports: no controller gauge leaks in through the shared files.
+    served = {name for name, _ in samples if name.startswith("warrior_")}
+    assert served <= metrics.exported_series() and not {n for n in served if n.startswith("warrior_controller")}

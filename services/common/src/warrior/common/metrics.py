@@ -14,6 +14,7 @@ its samples there and the parent's endpoint sums them (prometheus-client's multi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -149,13 +150,11 @@ EXECUTOR_RUN_SECONDS = Histogram(
 )
 
 # -- campaign controller (only the leader reports the campaign and queue gauges) --------------------
-# Gauges without labels always show a sample: these two are registered by the controller alone
-# (register_controller_metrics), so that no other process reports a leader or a queue it never read.
 CONTROLLER_LEADER = Gauge(
     "warrior_controller_leader",
-    "1 while this controller replica leads (and reports the campaign and queue gauges), else 0",
+    "1 while this controller replica (its --identity) leads and reports the campaign and queue gauges, else 0",
+    ["controller"],
     multiprocess_mode="max",
-    registry=None,
 )
 CONTROLLER_ACTIONS = Counter(
     "warrior_controller_actions_total",
@@ -214,24 +213,14 @@ QUEUE_DEPTH = Gauge(
 )
 QUEUE_UNACKED = Gauge(
     "warrior_queue_unacked",
-    "Messages handed to workers and not yet acknowledged (running, or held by a worker that died)",
+    "Messages of a queue handed to workers and not yet acknowledged (running, or held by a worker that died)",
+    ["queue"],
     multiprocess_mode="max",
-    registry=None,
 )
-_CONTROLLER_ONLY = (CONTROLLER_LEADER, QUEUE_UNACKED)
 
 ALL: tuple[Counter | Gauge | Histogram, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Counter | Gauge | Histogram)
 )
-
-
-def register_controller_metrics() -> None:
-    """Add the controller's gauges without labels to the registry this process serves (once)."""
-    for metric in _CONTROLLER_ONLY:
-        try:
-            REGISTRY.register(metric)
-        except ValueError:  # registered already
-            pass
 
 
 def series_names(metric: Counter | Gauge | Histogram) -> set[str]:
@@ -360,9 +349,9 @@ def instrument_celery() -> None:
             _dead_lettered.discard(task_id or "")
         name = getattr(task, "name", None) or "unknown"
         outcome = "dead_lettered" if dead else (state or "unknown").lower()
-        TASKS.labels(name, outcome).inc()
         if began is not None:
             TASK_SECONDS.labels(name).observe(time.perf_counter() - began)
+        TASKS.labels(name, outcome).inc()  # last: a task counted has its run time recorded
 
     def _failed(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
         name = getattr(sender, "name", None) or "unknown"
@@ -413,7 +402,7 @@ def clear_campaign_gauges() -> None:
     for gauge in _CAMPAIGN_GAUGES:
         gauge.clear()
     QUEUE_DEPTH.clear()
-    QUEUE_UNACKED.set(0)
+    QUEUE_UNACKED.clear()
 
 
 def report_campaign(snap: dict[str, Any]) -> None:
@@ -449,7 +438,9 @@ def _bounded(counts: dict[str, int]) -> dict[str, int]:
 
 def report_queues(client: Any, queue_names: Iterable[str], priorities: Iterable[int]) -> None:
     """Set the queue gauges from the Redis lists Celery keeps: one per queue and priority level
-    (kombu names level 0 after the queue, level p `<queue>\\x06\\x16<p>`), and its `unacked` hash."""
+    (kombu names level 0 after the queue, level p `<queue>\\x06\\x16<p>`), and its `unacked` hash,
+    whose entries (one per message in a worker's hands: [message, exchange, routing key]) are counted
+    by queue."""
     from kombu.transport.redis import Channel
 
     steps = sorted(set(priorities))
@@ -458,11 +449,19 @@ def report_queues(client: Any, queue_names: Iterable[str], priorities: Iterable[
     for queue in names:
         for level in steps:
             pipe.llen(f"{queue}{Channel.sep}{level}" if level else queue)
-    pipe.hlen(Channel.unacked_key)
-    lengths = pipe.execute()
+    pipe.hvals(Channel.unacked_key)
+    *lengths, unacked = pipe.execute()
     i = 0
     for queue in names:
         for level in steps:
             QUEUE_DEPTH.labels(queue, str(level)).set(int(lengths[i]))
             i += 1
-    QUEUE_UNACKED.set(int(lengths[i]))
+    held = dict.fromkeys(names, 0)
+    for entry in unacked:
+        try:
+            queue = str(json.loads(entry)[2])
+        except (ValueError, TypeError, IndexError):
+            queue = "unknown"
+        held[queue] = held.get(queue, 0) + 1
+    for queue, count in held.items():
+        QUEUE_UNACKED.labels(queue).set(count)

@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     leading = False
-    metrics.register_controller_metrics()
     metrics_port = metrics.serve(args.metrics_port)
     reported_at = float("-inf")
-    metrics.CONTROLLER_LEADER.set(0)
+    leader_gauge = metrics.CONTROLLER_LEADER.labels(args.identity)
+    leader_gauge.set(0)
     log.info("controller %s started (pass every %.1fs)", args.identity, args.interval)
     try:
         while not stop.is_set():
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 if now_leading != leading:
                     log.info("controller %s %s", args.identity, "leads" if now_leading else "stands by")
                     leading = now_leading
-                    metrics.CONTROLLER_LEADER.set(1 if leading else 0)
+                    leader_gauge.set(1 if leading else 0)
                     if not leading:
                         metrics.clear_campaign_gauges()
                 if leading:
