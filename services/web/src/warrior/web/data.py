@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from warrior.common.battles import instruction_of, load_battle, part_id
+from warrior.common.battles import battle_key, instruction_of, merge, part_id
 from warrior.common.campaign_state import CampaignState, list_campaigns
 from warrior.common.store import ObjectNotFound, ObjectStore
 from warrior.dataset_builder.versions import DatasetNotFound, list_versions, read_manifest, read_shard
@@ -117,7 +117,7 @@ class Viewer:
         """The campaign page: what `warrior status` shows but the per-battle figures, from small Redis reads.
 
         CampaignState.snapshot() also sums every battle's statistics (one hash field per battle), which takes
-        seconds on a campaign of 100,000 instructions; battles and votes come from the ratings snapshot here.
+        seconds on a campaign of 100,000 instructions; the leaderboard page has the rated battles and votes.
         """
         state = self._state(campaign)
         prefix = f"warrior:campaign:{campaign}:"
@@ -128,7 +128,6 @@ class Viewer:
         pipe.hgetall(prefix + "counters")
         pipe.hgetall(prefix + "timing")
         meta, dropped, failures, counters, timing = pipe.execute()
-        ratings = self.ratings(campaign)
         return {
             "campaign": campaign,
             "status": meta.get("status", "unknown"),
@@ -140,7 +139,7 @@ class Viewer:
             "timing": {k: round(float(v), 3) for k, v in timing.items()},
             "controller": state.table("controller"),
             "roster": sorted(state.members("roster")),
-            "ratings": None if ratings is None else {"battles": ratings["battles"], "votes": ratings["votes"]},
+            "ratings_key": self.ratings_key(campaign),
         }
 
     def snapshot(self, campaign: str) -> dict[str, Any]:
@@ -205,10 +204,12 @@ class Viewer:
     def battle(self, campaign: str, iid: str) -> dict[str, Any]:
         """One instruction's merged battle with its category and its winner (final, else provisional)."""
         self._state(campaign)
-        try:
-            battle = load_battle(self.store, campaign, iid)
-        except KeyError:
-            raise NotFound(f"no battle {iid!r} in campaign {campaign!r}") from None
+        # load_battle's parts, found with one page of the listing (no sort of the whole folder).
+        keys = self.store.list_page(battle_key(campaign, iid).removesuffix(".json"), limit=1000)
+        parts = [self.store.get_json(k) for k in keys if instruction_of(part_id(k)) == iid]
+        if not parts:
+            raise NotFound(f"no battle {iid!r} in campaign {campaign!r}")
+        battle = merge(parts)
         category = self.redis.hget(f"warrior:campaign:{campaign}:categories", iid)
         final = ((self.ratings(campaign) or {}).get("winners") or {}).get(iid)
         return battle | {
@@ -263,7 +264,7 @@ class Viewer:
                 break
         return out
 
-    def diff(self, name: str, a: str, b: str, wait_s: float = 2.0) -> dict[str, Any] | None:
+    def diff(self, name: str, a: str, b: str, wait_s: float = 0.5) -> dict[str, Any] | None:
         """diff_versions of two committed versions, or None while it is still being computed.
 
         Versions never change, so each pair is computed once, in the background: a diff of two large
