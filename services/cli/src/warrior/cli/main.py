@@ -212,7 +212,16 @@ def cmd_experts(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    rows = [{"process": name, "metrics": url} for name, url in LocalStack().metrics_endpoints().items()]
+    endpoints = LocalStack().metrics_endpoints()
+    if args.file_sd:
+        # Prometheus' file-based service discovery: one target per process, its name as a label.
+        targets = [{"targets": [url.split("/")[2]], "labels": {"process": name}} for name, url in endpoints.items()]
+        tmp = args.file_sd.with_name(args.file_sd.name + ".tmp")
+        tmp.write_text(json.dumps(targets, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(args.file_sd)
+        print(f"{len(targets)} targets written to {args.file_sd}", file=sys.stderr)
+        return 0
+    rows = [{"process": name, "metrics": url} for name, url in endpoints.items()]
     _emit(rows, args.json, table(rows, ["process", "metrics"]) if rows else "the local stack is not running")
     return 0
 
@@ -429,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_experts)
     p = sub.add_parser("metrics", help="the Prometheus endpoint of each process of the local stack")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--file-sd", type=Path, metavar="FILE",
+        help="write them as a Prometheus file_sd_configs target file (rewrite it after each `warrior up`)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_metrics)
 
     ds = sub.add_parser("dataset", help="datasets").add_subparsers(dest="action", required=True, metavar="ACTION")
