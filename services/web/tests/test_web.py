@@ -127,6 +127,7 @@ def test_flywheel_report_shows_pass_at_1_before_and_after(web: TestClient) -> No
     row = re.search(r'data-testid="pass-row" data-benchmark="humaneval">(.*?)</tr>', page.text, re.S)
     assert row and 'data-testid="before">0.250' in row.group(1) and 'data-testid="after">0.299' in row.group(1)
     assert 'data-flywheel="fw-test"' in web.get("/flywheel").text
+    assert web.get("/flywheel/%2E%2E").status_code == 404 and web.get("/flywheel/nope").status_code == 404
 
 
 def test_a_configured_token_is_required(arena: dict[str, Any]) -> None:

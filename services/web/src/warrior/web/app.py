@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from warrior.common.security import TokenSource, bearer_matches
-from warrior.common.store import StoreUnavailable
+from warrior.common.store import InvalidKey, StoreUnavailable
 from warrior.scorer.judge_panel import order_verdict
 from warrior.web import render
 from warrior.web.data import NotFound, Viewer
@@ -85,6 +85,10 @@ def create_app(viewer: Viewer, token: TokenSource | str | None = None) -> FastAP
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> HTMLResponse:
         return page(request, "error.html", 404, message=str(exc), title="Not found")
+
+    @app.exception_handler(InvalidKey)
+    async def not_a_key(request: Request, exc: InvalidKey) -> HTMLResponse:
+        return page(request, "error.html", 404, message=f"nothing is stored under {exc.key!r}", title="Not found")
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     async def redis_down(request: Request, exc: redis.exceptions.ConnectionError) -> HTMLResponse:
