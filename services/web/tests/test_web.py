@@ -46,6 +46,15 @@ def test_leaderboard_shows_the_snapshot_order_and_intervals(web: TestClient, are
     assert sorted(judges) == sorted(snapshot["judges"])
 
 
+def test_preload_reads_the_newest_snapshots(arena: dict[str, Any]) -> None:
+    from warrior.web.data import Viewer
+
+    viewer = Viewer(arena["client"], arena["store"])
+    viewer.preload(campaigns=10)
+    key = arena["synthetic"].ratings_key
+    assert viewer._snapshots.get(key, lambda: pytest.fail("the snapshot was not preloaded"))["battles"] > 0
+
+
 def test_battle_page_shows_answers_tests_and_every_verdict(web: TestClient, arena: dict[str, Any]) -> None:
     iid = arena["synthetic"].instructions[0]
     battle = arena["store"].get_json(f"runs/{CAMPAIGN}/battles/{iid}.json")

@@ -160,6 +160,14 @@ class Viewer:
             return None
         return self._snapshots.get(key, lambda: dict(self.store.get_json(key)))
 
+    def preload(self, campaigns: int = 4) -> None:
+        """Read the ratings snapshots of the newest campaigns, so that their first pages need not (best effort)."""
+        try:
+            for campaign in list(reversed(list_campaigns(self.redis)))[:campaigns]:
+                self.ratings(campaign)
+        except Exception:  # noqa: BLE001 - a page that needs the snapshot reads it (and reports) itself
+            return
+
     # -- battles -----------------------------------------------------------------------------------
     def battles_page(self, campaign: str, after: str = "", limit: int = 50) -> dict[str, Any]:
         """A page of the campaign's battles in instruction-id order, after the instruction id `after`."""
