@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
-from warrior.common.battles import battle_key, load_battle, load_battles
+from warrior.common.battles import battle_key, instruction_of, load_battle, load_battles
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
@@ -67,19 +67,32 @@ def winner_of(
 
 
 def _ratings(
-    outcomes: Sequence[Outcome], config: CampaignConfig, rounds: int, experts: Sequence[str] | None = None
+    outcomes: Sequence[Outcome],
+    battles: Sequence[str],
+    config: CampaignConfig,
+    rounds: int,
+    experts: Sequence[str] | None = None,
 ) -> list[Rating]:
+    """Ratings of `outcomes`; `battles` names each outcome's instruction, the unit the bootstrap resamples."""
     return rate(
         outcomes,
         method=config.scoring.rating,
         bootstrap_rounds=rounds,
         seed=config.scoring.seed,
         experts=experts or config.expert_names,
+        battles=battles,
     )
 
 
-def _stored_votes(state: CampaignState) -> list[Outcome]:
-    return [Outcome(a, b, w) for votes in state.table("votes").values() for a, b, w in votes]
+def _stored_votes(state: CampaignState) -> tuple[list[Outcome], list[str]]:
+    """Every recorded vote and its instruction: a newcomer's addendum (`<id>+<expert>`) joins its instruction's
+    battle, since its votes are on the same instruction and answers."""
+    outcomes: list[Outcome] = []
+    battles: list[str] = []
+    for part, votes in state.table("votes").items():
+        outcomes.extend(Outcome(a, b, w) for a, b, w in votes)
+        battles.extend([instruction_of(part)] * len(votes))
+    return outcomes, battles
 
 
 def _experts(state: CampaignState, config: CampaignConfig) -> list[str]:
@@ -94,7 +107,8 @@ def score(rt: Runtime, campaign: str, iid: str, newcomer: str | None = None) -> 
     own = rt.store.get_json(battle_key(campaign, iid, newcomer))
     state.put("votes", part, [[o.a, o.b, o.winner] for o in outcomes_of(own)])
     experts = _experts(state, config)
-    ratings = {r.expert: r.rating for r in _ratings(_stored_votes(state), config, rounds=0, experts=experts)}
+    outcomes, battles = _stored_votes(state)
+    ratings = {r.expert: r.rating for r in _ratings(outcomes, battles, config, rounds=0, experts=experts)}
     result = winner_of(load_battle(rt.store, campaign, iid), ratings, config.scoring.alpha) | {
         "id": iid,
         "part": part,
@@ -118,7 +132,8 @@ def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]
     if not state.mark("matchmade", f"{expert}:{round_}"):
         return []  # this round was already handled by an earlier delivery
     experts = _experts(state, config)
-    ratings = _ratings(_stored_votes(state), config, rounds=config.matchmaking.bootstrap_rounds, experts=experts)
+    outcomes, instructions = _stored_votes(state)
+    ratings = _ratings(outcomes, instructions, config, rounds=config.matchmaking.bootstrap_rounds, experts=experts)
     widths = {r.expert: r.ci_high - r.ci_low for r in ratings}
     others = sorted(w for name, w in widths.items() if name != expert)
     mine = widths.get(expert)
@@ -175,8 +190,9 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     untrusted = judge_panel.excluded(judges)
     by_battle = [(b, outcomes_of(b, untrusted)) for b in battles]
     outcomes = [o for _, battle_outcomes in by_battle for o in battle_outcomes]
+    battle_ids = [b["id"] for b, battle_outcomes in by_battle for _ in battle_outcomes]
     experts = _experts(state, config)
-    ratings = _ratings(outcomes, config, rounds=config.scoring.bootstrap_rounds, experts=experts)
+    ratings = _ratings(outcomes, battle_ids, config, rounds=config.scoring.bootstrap_rounds, experts=experts)
     points = {r.expert: r.rating for r in ratings}
     categories = state.table("categories")
     decisive: dict[str, list[int]] = {name: [0, 0] for name in points}
