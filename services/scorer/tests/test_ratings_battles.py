@@ -88,11 +88,24 @@ def test_arrays_and_outcomes_give_the_same_ratings() -> None:
     names = ["p", "q", "r", "s"]
     winners = {1.0: "a", 0.0: "b", 0.5: "tie"}
     outcomes = [Outcome(names[i], names[j], winners[x]) for i, j, x in zip(a, b, s, strict=True)]  # type: ignore[index]
-    keys = [f"instruction-{k}" for k in battle]
+    keys = [f"instruction-{k:04d}" for k in battle]  # numbered like the arrays
     for method in ("bt", "elo"):
         via_arrays = rate_votes(Votes.of(names, a, b, s, battle), method=method, bootstrap_rounds=20, seed=4)
         assert rate(outcomes, method=method, bootstrap_rounds=20, seed=4, battles=keys) == via_arrays
     assert {r.expert: r.rating for r in via_arrays} == pytest.approx(online_elo(outcomes), abs=1e-9)
+
+
+def test_bt_intervals_do_not_depend_on_vote_order() -> None:
+    # The scorer passes votes in arrival order; Bradley-Terry, intervals included, must not care.
+    rng = np.random.default_rng(8)
+    a, b, s, battle = simulate(rng, np.array([80.0, 0.0, -80.0]), 60)
+    names = ["x", "y", "z"]
+    winners = {1.0: "a", 0.0: "b", 0.5: "tie"}
+    outcomes = [Outcome(names[i], names[j], winners[x]) for i, j, x in zip(a, b, s, strict=True)]  # type: ignore[index]
+    keys = [f"i{k}" for k in battle]
+    order = rng.permutation(len(outcomes))
+    shuffled = rate([outcomes[i] for i in order], bootstrap_rounds=30, battles=[keys[i] for i in order])
+    assert shuffled == rate(outcomes, bootstrap_rounds=30, battles=keys)
 
 
 def test_points_matrix_counts_wins_and_half_ties() -> None:
@@ -101,9 +114,9 @@ def test_points_matrix_counts_wins_and_half_ties() -> None:
     assert bradley_terry([Outcome("A", "B", "a")] * 3 + [Outcome("B", "A", "a")])["A"] > 0.0
 
 
-def test_encode_numbers_battles_by_first_appearance() -> None:
-    votes = encode([Outcome("A", "B", "a")] * 3, battles=["x", "y", "x"])
-    assert votes.battle.tolist() == [0, 1, 0]
+def test_encode_numbers_battles_by_key() -> None:
+    votes = encode([Outcome("A", "B", "a")] * 3, battles=["y", "x", "y"])
+    assert votes.battle.tolist() == [1, 0, 1]
     with pytest.raises(ValueError, match="2 keys for 3 outcomes"):
         encode([Outcome("A", "B", "a")] * 3, battles=["x", "y"])
 

@@ -7,7 +7,7 @@ rating gap of 400 means the stronger expert is expected to win about 91% of the 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,16 +94,25 @@ def expected_score(rating_a: float, rating_b: float) -> float:
     return e / (1.0 + e)
 
 
-def online_elo(outcomes: Sequence[Outcome], *, k: float = 40.0, initial: float = 0.0) -> dict[str, float]:
+def online_elo(
+    outcomes: Sequence[Outcome],
+    *,
+    k: float = 40.0,
+    initial: float = 0.0,
+    start: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """Sequential Elo over `outcomes` in the order given; a tie scores 0.5 for each side.
 
     Each outcome moves A by K * (S_A - E_A) and B by the same amount the other way, so
-    the total is conserved. The result depends on the order of `outcomes`. Every expert
-    that appears gets a rating, starting from `initial`.
+    the total is conserved. The result depends on the order of `outcomes`: give them in
+    the order they were recorded. Every expert that appears gets a rating, starting from
+    `initial`, or from `start` (the ratings after earlier votes, left unchanged): Elo is
+    updated incrementally, online_elo(later, start=online_elo(earlier)) equals
+    online_elo(earlier + later).
     """
     if not math.isfinite(k) or k < 0.0:
         raise ValueError(f"k must be a finite non-negative number, got {k!r}")
-    ratings: dict[str, float] = {}
+    ratings: dict[str, float] = dict(start or {})
     for outcome in outcomes:
         r_a = ratings.get(outcome.a, initial)
         r_b = ratings.get(outcome.b, initial)
@@ -201,7 +210,7 @@ def encode(
     experts: Sequence[str] | None = None,
     battles: Sequence[Hashable] | None = None,
 ) -> Votes:
-    """`Votes` from `Outcome` objects (names sorted), battles numbered by first appearance."""
+    """`Votes` from `Outcome` objects (names sorted), battles numbered in the order of their keys' repr."""
     names = sorted(set(experts or ()) | {o.a for o in outcomes} | {o.b for o in outcomes})
     position = {name: i for i, name in enumerate(names)}
     count = len(outcomes)
@@ -213,8 +222,10 @@ def encode(
     else:
         if len(battles) != count:
             raise ValueError(f"battles has {len(battles)} keys for {count} outcomes")
-        numbering: dict[Hashable, int] = {}
-        battle = np.fromiter((numbering.setdefault(k, len(numbering)) for k in battles), dtype=np.intp, count=count)
+        # Numbered in a fixed order of the keys, not of their first appearance, so that the bootstrap
+        # draws (and hence the Bradley-Terry intervals) do not depend on the order of the votes.
+        numbering = {key: i for i, key in enumerate(sorted(set(battles), key=repr))}
+        battle = np.fromiter((numbering[k] for k in battles), dtype=np.intp, count=count)
     return Votes(tuple(names), index_a, index_b, score_a, battle)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
-from warrior.common.battles import battle_key, instruction_of, load_battle, load_battles
+from warrior.common.battles import battle_key, instruction_of, load_battle, merge, part_id
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
@@ -85,14 +86,24 @@ def _ratings(
 
 
 def _stored_votes(state: CampaignState) -> tuple[list[Outcome], list[str]]:
-    """Every recorded vote and its instruction: a newcomer's addendum (`<id>+<expert>`) joins its instruction's
-    battle, since its votes are on the same instruction and answers."""
+    """Every recorded vote, in arrival order (`_arrival_order`), and its instruction: a newcomer's addendum
+    (`<id>+<expert>`) joins its instruction's battle, since its votes are on the same instruction and answers."""
     outcomes: list[Outcome] = []
     battles: list[str] = []
-    for part, votes in state.table("votes").items():
+    table = state.table("votes")
+    for part in _arrival_order(state, table):
+        votes = table[part]
         outcomes.extend(Outcome(a, b, w) for a, b, w in votes)
         battles.extend([instruction_of(part)] * len(votes))
     return outcomes, battles
+
+
+def _arrival_order(state: CampaignState, parts: Iterable[str]) -> list[str]:
+    """Battle parts in the order the scorer recorded their votes: the time `score` first recorded each part
+    (table `vote_order`), then, for a part without one (recorded before the table existed, or its time lost
+    to a crash), after all of those, by part id. This is the order online Elo plays the votes in."""
+    recorded = {part: float(at) for part, at in state.table("vote_order").items()}
+    return sorted(parts, key=lambda part: (part not in recorded, recorded.get(part, 0.0), part))
 
 
 def _experts(state: CampaignState, config: CampaignConfig) -> list[str]:
@@ -106,6 +117,8 @@ def score(rt: Runtime, campaign: str, iid: str, newcomer: str | None = None) -> 
     part = iid if newcomer is None else f"{iid}+{newcomer}"
     own = rt.store.get_json(battle_key(campaign, iid, newcomer))
     state.put("votes", part, [[o.a, o.b, o.winner] for o in outcomes_of(own)])
+    if state.mark("votes_recorded", part):  # a redelivery keeps the part's first place in arrival order
+        state.put("vote_order", part, time.time())
     experts = _experts(state, config)
     outcomes, battles = _stored_votes(state)
     ratings = {r.expert: r.rating for r in _ratings(outcomes, battles, config, rounds=0, experts=experts)}
@@ -183,14 +196,23 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     """
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
-    battles = list(load_battles(rt.store, campaign).values())
+    parts = {part_id(key): rt.store.get_json(key) for key in rt.store.list(f"runs/{campaign}/battles/")}
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for part, record in sorted(parts.items()):
+        grouped[instruction_of(part)].append(record)
+    battles = [merge(records) for _, records in sorted(grouped.items())]
     judges = judge_panel.panel(
         battles, max_flip_rate=config.scoring.max_flip_rate, min_judgments=config.scoring.min_judge_judgments
     )
     untrusted = judge_panel.excluded(judges)
     by_battle = [(b, outcomes_of(b, untrusted)) for b in battles]
-    outcomes = [o for _, battle_outcomes in by_battle for o in battle_outcomes]
-    battle_ids = [b["id"] for b, battle_outcomes in by_battle for _ in battle_outcomes]
+    # The ratings take the votes part by part in arrival order (online Elo depends on it; Bradley-Terry does
+    # not), each tagged with its instruction, the unit the bootstrap resamples.
+    outcomes, battle_ids = [], []
+    for part in _arrival_order(state, parts):
+        part_outcomes = outcomes_of(parts[part], untrusted)
+        outcomes.extend(part_outcomes)
+        battle_ids.extend([instruction_of(part)] * len(part_outcomes))
     experts = _experts(state, config)
     ratings = _ratings(outcomes, battle_ids, config, rounds=config.scoring.bootstrap_rounds, experts=experts)
     points = {r.expert: r.rating for r in ratings}
