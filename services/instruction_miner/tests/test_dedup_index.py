@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import threading
+
+import pytest
 
 from warrior.common.redis_client import connect
 from warrior.instruction_miner.dedup_index import SharedDedupIndex
@@ -20,6 +23,48 @@ def test_second_near_duplicate_is_dropped_and_names_the_first(redis_url: str) ->
     assert index.check_and_insert("i1", BASE) is None
     assert index.check_and_insert("i2", NEAR) == "i1"
     assert index.check_and_insert("i3", OTHER) is None
+
+
+def test_two_replicas_on_one_redis_see_each_others_instructions(redis_url: str) -> None:
+    replica_a = SharedDedupIndex(connect(redis_url), "c1")
+    replica_b = SharedDedupIndex(connect(redis_url), "c1")
+    assert replica_a.check_and_insert("i1", BASE) is None
+    assert replica_b.check_and_insert("i2", NEAR) == "i1"
+    assert replica_b.check_and_insert("i3", OTHER) is None
+    assert replica_a.check_and_insert("i4", OTHER.replace("Python", "Java")) == "i3"
+
+
+def test_distinct_instructions_are_all_kept(redis_url: str) -> None:
+    rng = random.Random(7)
+    vocab = [f"{rng.choice('bcdfgklmnprst')}{rng.choice('aeiou')}{rng.choice('bcdfgklmnprst')}{i}" for i in range(3000)]
+    index = SharedDedupIndex(connect(redis_url), "c1")
+    for i in range(300):
+        text = "Write a Python function that " + " ".join(rng.sample(vocab, 25))
+        assert index.check_and_insert(f"i{i}", text) is None, i
+
+
+def _with_jaccard(base_words: list[str], keep: int, total: int) -> str:
+    """Words sharing `keep` of `total` distinct words with base_words (the rest new)."""
+    return " ".join(base_words[:keep] + [f"other{k}" for k in range(total - keep)])
+
+
+@pytest.mark.parametrize(
+    ("threshold", "similar_kept"),
+    # A pair at true Jaccard 0.75 and a pair at 0.35 against one original, at three thresholds.
+    [(0.5, {"low"}), (0.3, set()), (0.9, {"low", "high"})],
+)
+def test_the_threshold_decides(redis_url: str, threshold: float, similar_kept: set[str]) -> None:
+    words = [f"word{k}" for k in range(60)]
+    # 60 words each: sharing 51 gives Jaccard 51/69 ~ 0.74; sharing 31 gives 31/89 ~ 0.35.
+    texts = {"high": _with_jaccard(words, 51, 60), "low": _with_jaccard(words, 31, 60)}
+    kept = set()
+    for name, text in texts.items():
+        # Each one alone against the original, in a campaign of its own.
+        index = SharedDedupIndex(connect(redis_url), f"c-{name}", threshold=threshold)
+        assert index.check_and_insert("orig", " ".join(words)) is None
+        if index.check_and_insert(name, text) is None:
+            kept.add(name)
+    assert kept == similar_kept
 
 
 def test_redelivery_of_a_kept_item_is_kept_again(redis_url: str) -> None:

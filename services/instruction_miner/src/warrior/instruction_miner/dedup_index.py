@@ -1,32 +1,90 @@
-"""Near-duplicate removal shared by every miner replica: a MinHash LSH index in Redis."""
+"""Near-duplicate removal shared by every miner replica: a MinHash LSH index in Redis.
+
+Signatures and the (bands, rows) choice come from datasketch (minhash.py); the buckets are ours.
+datasketch's Redis storage (``MinHashLSH(storage_config={"type": "redis", ...})``) was measured
+side by side with this index (bench/dedup.py, docs/benchmarks.md): it makes one round trip per band
+to query and two per band to insert (~80 per instruction at 25 bands), stores no signatures to
+verify candidates with, and has no check-and-insert, so replicas would need a lock around it.
+Here one Lua script does the whole check-and-insert in one round trip, atomically.
+"""
 
 from __future__ import annotations
 
-import time
-import uuid
+import math
 
 import redis
 
 from warrior.instruction_miner.minhash import (
-    band_keys,
-    jaccard_estimate,
+    BUCKET_FIELD_SIZE,
+    bucket_fields,
     lsh_params,
     signature,
-    signature_from_bytes,
     signature_to_bytes,
 )
 
+# KEYS[1]: the campaign's signatures (hash: item -> signature bytes); KEYS[2]: its buckets (hash: band
+# index + band digest -> the items in that bucket, ids joined by "\n"). One hash for all buckets rather
+# than a Redis set per bucket: a key per bucket cost ~300 bytes, and 25 of them per instruction.
+# ARGV: item, its signature bytes, the least number of equal 4-byte positions that makes a
+# near-duplicate, the item's bucket fields concatenated (FIELD bytes each). Returns the first (in id
+# order) indexed item whose signature agrees that much, else indexes the item and returns nil; an item
+# already indexed (a redelivered task) returns nil without changes. A script runs atomically, so two
+# replicas screening near-duplicates at the same moment never both keep them: whichever runs first
+# inserts, the other finds it.
+_CHECK_AND_INSERT = """
+local item, sig, need, fields = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+if redis.call('hexists', KEYS[1], item) == 1 then return false end
+local seen, candidates, found = {}, {}, {}
+for p = 1, #fields, FIELD do
+  local field = string.sub(fields, p, p + FIELD - 1)
+  local bucket = redis.call('hget', KEYS[2], field)
+  found[#found + 1] = {field, bucket}
+  if bucket then
+    for m in string.gmatch(bucket, '[^\\n]+') do
+      if not seen[m] then seen[m] = true; candidates[#candidates + 1] = m end
+    end
+  end
+end
+if #candidates > 0 then
+  table.sort(candidates)
+  for _, c in ipairs(candidates) do
+    local other = redis.call('hget', KEYS[1], c)
+    if other and #other == #sig then
+      local agree = 0
+      for p = 1, #sig, 4 do
+        if string.sub(sig, p, p + 3) == string.sub(other, p, p + 3) then agree = agree + 1 end
+      end
+      if agree >= need then return c end
+    end
+  end
+end
+redis.call('hset', KEYS[1], item, sig)
+for _, fb in ipairs(found) do
+  if fb[2] then
+    redis.call('hset', KEYS[2], fb[1], fb[2] .. '\\n' .. item)
+  else
+    redis.call('hset', KEYS[2], fb[1], item)
+  end
+end
+return false
+""".replace("FIELD", str(BUCKET_FIELD_SIZE))
 
-class DedupLockTimeout(RuntimeError):
-    """The campaign's dedup lock could not be taken in time."""
+
+def _least_agreement(threshold: float, num_perm: int) -> int:
+    """Return the least ``k`` with ``k / num_perm >= threshold`` (the estimated Jaccard reaching it)."""
+    k = math.ceil(threshold * num_perm)
+    while k > 0 and (k - 1) / num_perm >= threshold:
+        k -= 1
+    while k / num_perm < threshold:
+        k += 1
+    return k
 
 
 class SharedDedupIndex:
-    """One campaign's LSH index: band buckets as Redis sets, signatures in a Redis hash.
+    """One campaign's LSH index: two Redis hashes, the signatures and the band buckets.
 
-    Check-then-insert runs under a short per-campaign lock, so two workers screening
-    near-duplicates at the same moment never both keep them: whichever takes the lock first
-    inserts, the other finds it.
+    Keys live under ``warrior:campaign:<campaign>:lsh:``, so campaigns never see each other's
+    instructions. Every replica may hold its own instance on its own connection.
     """
 
     def __init__(self, client: redis.Redis, campaign: str, *, threshold: float = 0.5, num_perm: int = 128) -> None:
@@ -35,51 +93,16 @@ class SharedDedupIndex:
         self.threshold = threshold
         self.num_perm = num_perm
         self.bands, self.rows = lsh_params(threshold, num_perm)
-
-    def _lock(self) -> str:
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + 30
-        while not self._r.set(self._p + "lock", token, nx=True, px=10_000):
-            if time.monotonic() > deadline:
-                raise DedupLockTimeout(f"dedup lock {self._p}lock held for over 30 s")
-            time.sleep(0.005)
-        return token
-
-    def _unlock(self, token: str) -> None:
-        # Delete only our own lock (it may have expired and been taken by another worker).
-        self._r.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-            1,
-            self._p + "lock",
-            token,
-        )
+        self._need = _least_agreement(threshold, num_perm)
+        self._script = client.register_script(_CHECK_AND_INSERT)
 
     def check_and_insert(self, item: str, text: str) -> str | None:
         """Insert item unless a near-duplicate is already indexed; returns that duplicate's id, or None."""
         sig = signature(text, num_perm=self.num_perm)
-        keys = band_keys(sig, self.bands, self.rows)
-        token = self._lock()
-        try:
-            if self._r.hexists(self._p + "sigs", item):
-                return None  # this item was inserted by an earlier delivery of the same task
-            candidates: set[str] = set()
-            pipe = self._r.pipeline(transaction=False)
-            for key in keys:
-                pipe.smembers(self._p + key)
-            for members in pipe.execute():
-                candidates |= {str(m) for m in members}
-            for other in sorted(candidates - {item}):
-                raw = self._r.hget(self._p + "sigs", other)
-                if raw is None:
-                    continue
-                other_sig = signature_from_bytes(bytes.fromhex(str(raw)))
-                if jaccard_estimate(sig, other_sig) >= self.threshold:
-                    return other
-            pipe = self._r.pipeline()
-            pipe.hset(self._p + "sigs", item, signature_to_bytes(sig).hex())
-            for key in keys:
-                pipe.sadd(self._p + key, item)
-            pipe.execute()
+        fields = b"".join(bucket_fields(sig, self.bands, self.rows))
+        found = self._script(
+            keys=[self._p + "sigs", self._p + "buckets"], args=[item, signature_to_bytes(sig), self._need, fields]
+        )
+        if found is None:
             return None
-        finally:
-            self._unlock(token)
+        return found.decode() if isinstance(found, bytes) else str(found)
