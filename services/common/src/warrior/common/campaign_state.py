@@ -14,6 +14,11 @@ from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.verification import summarize_stats
 
 _INDEX = "warrior:campaigns"
+_ADD_ONCE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
 
 
 class CampaignState:
@@ -106,6 +111,22 @@ class CampaignState:
 
     def table(self, table: str) -> dict[str, Any]:
         return {str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()}
+
+    def add_once(self, stage: str, item: str, sums: str, increments: dict[str, float]) -> bool:
+        """Mark `item` in `stage` and add `increments` to the fields of hash `sums`, atomically and only the
+        first time (one Lua script): a redelivered task, or a crash between the two, cannot count twice or
+        half. True when this call counted."""
+        args: list[EncodableT] = [item]
+        for field, by in increments.items():
+            args += [field, repr(float(by))]
+        return bool(self._r.eval(_ADD_ONCE, 2, self._k(stage), self._k(sums), *args))
+
+    def sums(self, sums: str) -> dict[str, float]:
+        """A hash written by `add_once`, as floats."""
+        return {str(k): float(v) for k, v in self._r.hgetall(self._k(sums)).items()}
+
+    def table_size(self, table: str) -> int:
+        return int(self._r.hlen(self._k(table)))
 
     def incr(self, counter: str, by: int = 1) -> None:
         """Event counters (ledger reuse, engine calls): these count events, not items."""

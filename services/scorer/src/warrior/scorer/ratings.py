@@ -20,6 +20,7 @@ __all__ = [
     "Rating",
     "Votes",
     "bradley_terry",
+    "bradley_terry_points",
     "encode",
     "expected_score",
     "online_elo",
@@ -134,6 +135,23 @@ def bradley_terry(outcomes: Sequence[Outcome], *, experts: Sequence[str] | None 
     votes = encode(outcomes, experts=experts)
     fitted = _bt_fit(votes.points(), len(votes.experts))
     return {name: float(value) for name, value in zip(votes.experts, fitted, strict=True)}
+
+
+def bradley_terry_points(
+    points: Mapping[tuple[str, str], float], *, experts: Sequence[str] | None = None
+) -> dict[str, float]:
+    """`bradley_terry` from counts already taken: `points[(a, b)]` is a's points against b (1 per win,
+    0.5 per tie), summed over any number of votes. Counts kept up to date vote by vote give, without
+    re-reading the votes, the same ratings as `bradley_terry` over all of them."""
+    names = sorted(set(experts or ()) | {name for pair in points for name in pair})
+    position = {name: i for i, name in enumerate(names)}
+    wins = np.zeros((len(names), len(names)), dtype=np.float64)
+    for (a, b), value in points.items():
+        if a == b:
+            raise ValueError(f"points of {a!r} against itself")
+        wins[position[a], position[b]] += value
+    fitted = _bt_fit(wins, len(names))
+    return {name: float(value) for name, value in zip(names, fitted, strict=True)}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from warrior.common.ids import content_hash
 from warrior.common.runtime import Runtime
 from warrior.common.verification import passes
 from warrior.scorer import judge_panel
-from warrior.scorer.ratings import Outcome, Rating, rate
+from warrior.scorer.ratings import Outcome, Rating, bradley_terry_points, rate
 from warrior.scorer.scores import final_scores, pick_winner
 
 
@@ -106,6 +107,33 @@ def _arrival_order(state: CampaignState, parts: Iterable[str]) -> list[str]:
     return sorted(parts, key=lambda part: (part not in recorded, recorded.get(part, 0.0), part))
 
 
+def _points(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """Each ordered pair's points (1 per win, 0.5 per tie), keyed by the JSON of [a, b]: a part's increment
+    to the campaign's running Bradley-Terry counts (table `vote_points`)."""
+    points: dict[str, float] = defaultdict(float)
+    for o in outcomes:
+        points[json.dumps([o.a, o.b])] += o.score_a
+        points[json.dumps([o.b, o.a])] += 1.0 - o.score_a
+    return dict(points)
+
+
+def _provisional_ratings(state: CampaignState, config: CampaignConfig) -> dict[str, float]:
+    """The ratings over every recorded vote, for a provisional winner.
+
+    Bradley-Terry is fitted on the running counts (`vote_points`), which each part adds to exactly once
+    (`CampaignState.add_once`), so a score costs a fit on an experts x experts matrix instead of a pass over
+    every vote, with the same result: the counts are exact sums of 1s and 0.5s. The counts are complete when
+    every part in `votes` is counted; otherwise (votes recorded before the counts were kept, or a part
+    recorded but not yet counted) and for online Elo, which depends on the order, every vote is replayed.
+    """
+    experts = _experts(state, config)
+    if config.scoring.rating == "bt" and state.count("votes_counted") == state.table_size("votes"):
+        points = {(a, b): value for field, value in state.sums("vote_points").items() for a, b in [json.loads(field)]}
+        return bradley_terry_points(points, experts=experts)
+    outcomes, battles = _stored_votes(state)
+    return {r.expert: r.rating for r in _ratings(outcomes, battles, config, rounds=0, experts=experts)}
+
+
 def _experts(state: CampaignState, config: CampaignConfig) -> list[str]:
     return sorted(set(config.expert_names) | state.members("roster"))
 
@@ -116,12 +144,12 @@ def score(rt: Runtime, campaign: str, iid: str, newcomer: str | None = None) -> 
     config = state.campaign_config()
     part = iid if newcomer is None else f"{iid}+{newcomer}"
     own = rt.store.get_json(battle_key(campaign, iid, newcomer))
-    state.put("votes", part, [[o.a, o.b, o.winner] for o in outcomes_of(own)])
+    own_outcomes = outcomes_of(own)
+    state.put("votes", part, [[o.a, o.b, o.winner] for o in own_outcomes])
     if state.mark("votes_recorded", part):  # a redelivery keeps the part's first place in arrival order
         state.put("vote_order", part, time.time())
-    experts = _experts(state, config)
-    outcomes, battles = _stored_votes(state)
-    ratings = {r.expert: r.rating for r in _ratings(outcomes, battles, config, rounds=0, experts=experts)}
+    state.add_once("votes_counted", part, "vote_points", _points(own_outcomes))
+    ratings = _provisional_ratings(state, config)
     result = winner_of(load_battle(rt.store, campaign, iid), ratings, config.scoring.alpha) | {
         "id": iid,
         "part": part,
