@@ -22,7 +22,7 @@ CHROMIUM ?= $(or $(WARRIOR_CHROMIUM),/usr/bin/chromium)
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-web bench-dedup demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-web bench-dedup bench-distilabel demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -116,6 +116,7 @@ images-base: ## the Python 3.11 base image from Debian packages (mmdebstrap), fo
 bench: ## benchmarks: engine saturation, orchestration overhead, worker scaling (JSON in bench/results/)
 	$(PY) bench/run.py --out bench/results
 	$(PY) bench/ratings.py --out bench/results/ratings.json
+	$(MAKE) bench-distilabel
 
 bench-ratings: ## ratings at 1,000,000 votes: old vs count-then-fit Bradley-Terry, by-battle bootstrap coverage; table + bench/results/ratings.json
 	$(PY) bench/ratings.py --out bench/results/ratings.json
@@ -128,6 +129,16 @@ bench-topic: ## on-topic screening on the held-out set: precision/recall, confus
 
 bench-web: ## web viewer page times on a synthetic 100,000-instruction campaign; table + bench/results/web.json
 	$(PY) bench/web_pages.py --out bench/results/web.json
+
+# distilabel in a bench-only virtualenv from pinned requirements (PyPI), never in the project's venv.
+DISTILABEL_VENV := .cache/bench-distilabel-venv
+$(DISTILABEL_VENV)/.installed: bench/requirements-distilabel.txt
+	$(PYTHON) -m venv $(DISTILABEL_VENV)
+	$(DISTILABEL_VENV)/bin/pip install --quiet -r bench/requirements-distilabel.txt
+	touch $@
+
+bench-distilabel: $(DISTILABEL_VENV)/.installed ## model calls/s, distilabel (batch 50 and 500) vs our campaign, on zero-latency models; table + bench/results/distilabel.json
+	$(PY) bench/distilabel_side_by_side.py --out bench/results/distilabel.json
 
 bench-dedup: ## near-duplicate screening: the miner's Redis index vs datasketch's Redis LSH at 10k-1M instructions; table + bench/results/dedup.json
 	$(PY) bench/dedup.py --out bench/results/dedup.json
