@@ -161,31 +161,39 @@ def test_lsh_params_validates() -> None:
         lsh_params(0.5, 0)
 
 
+def _fields(sig: np.ndarray, bands: int, rows: int) -> list[bytes]:
+    packed = bucket_fields(sig, bands, rows)
+    assert len(packed) == bands * BUCKET_FIELD_SIZE
+    return [packed[i : i + BUCKET_FIELD_SIZE] for i in range(0, len(packed), BUCKET_FIELD_SIZE)]
+
+
 def test_near_duplicates_share_a_bucket() -> None:
     bands, rows = lsh_params(0.5, NUM_PERM)
-    fields_a = set(bucket_fields(signature(REQUEST), bands, rows))
-    fields_b = set(bucket_fields(signature(NEAR_DUPLICATE), bands, rows))
-    assert fields_a & fields_b
+    assert set(_fields(signature(REQUEST), bands, rows)) & set(_fields(signature(NEAR_DUPLICATE), bands, rows))
 
 
 def test_unrelated_requests_share_no_bucket() -> None:
     bands, rows = lsh_params(0.5, NUM_PERM)
     for a, b in itertools.combinations(UNRELATED, 2):
-        shared = set(bucket_fields(signature(a), bands, rows)) & set(bucket_fields(signature(b), bands, rows))
+        shared = set(_fields(signature(a), bands, rows)) & set(_fields(signature(b), bands, rows))
         assert not shared, (a, b)
 
 
 def test_bucket_fields_format_and_position() -> None:
-    fields = bucket_fields(signature(REQUEST), 25, 5)
-    assert len(fields) == 25
-    assert all(len(field) == BUCKET_FIELD_SIZE for field in fields)
+    sig = signature(REQUEST)
+    fields = _fields(sig, 25, 5)
     assert fields[7][:2] == b"\x00\x07"
+    # A band's field depends on its values only: change one value, only its band's field moves.
+    changed = sig.copy()
+    changed[37] ^= 1  # band 7 of 5 rows
+    moved = [i for i, (x, y) in enumerate(zip(fields, _fields(changed, 25, 5), strict=True)) if x != y]
+    assert moved == [7]
     # The same values in two different band positions must not collide.
     constant = np.full(10, 42, dtype=np.uint32)
-    first, second = bucket_fields(constant, 2, 5)
+    first, second = _fields(constant, 2, 5)
     assert first[2:] == second[2:]
     assert first != second
-    assert len(set(bucket_fields(signature(REQUEST), 128, 1))) == 128
+    assert len(set(_fields(sig, 128, 1))) == 128
 
 
 def test_bucket_fields_use_only_leading_values_and_validate() -> None:

@@ -32,15 +32,15 @@ from warrior.instruction_miner.minhash import (
 # replicas screening near-duplicates at the same moment never both keep them: whichever runs first
 # inserts, the other finds it.
 _CHECK_AND_INSERT = """
-local item, sig, need, fields = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local item, sig, need, packed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if redis.call('hexists', KEYS[1], item) == 1 then return false end
-local seen, candidates, found = {}, {}, {}
-for p = 1, #fields, FIELD do
-  local field = string.sub(fields, p, p + FIELD - 1)
-  local bucket = redis.call('hget', KEYS[2], field)
-  found[#found + 1] = {field, bucket}
-  if bucket then
-    for m in string.gmatch(bucket, '[^\\n]+') do
+local fields = {}
+for p = 1, #packed, FIELD do fields[#fields + 1] = string.sub(packed, p, p + FIELD - 1) end
+local buckets = redis.call('hmget', KEYS[2], unpack(fields))
+local seen, candidates = {}, {}
+for i = 1, #fields do
+  if buckets[i] then
+    for m in string.gmatch(buckets[i], '[^\\n]+') do
       if not seen[m] then seen[m] = true; candidates[#candidates + 1] = m end
     end
   end
@@ -59,13 +59,12 @@ if #candidates > 0 then
   end
 end
 redis.call('hset', KEYS[1], item, sig)
-for _, fb in ipairs(found) do
-  if fb[2] then
-    redis.call('hset', KEYS[2], fb[1], fb[2] .. '\\n' .. item)
-  else
-    redis.call('hset', KEYS[2], fb[1], item)
-  end
+local updates = {}
+for i = 1, #fields do
+  updates[#updates + 1] = fields[i]
+  updates[#updates + 1] = buckets[i] and (buckets[i] .. '\\n' .. item) or item
 end
+redis.call('hset', KEYS[2], unpack(updates))
 return false
 """.replace("FIELD", str(BUCKET_FIELD_SIZE))
 
@@ -99,7 +98,7 @@ class SharedDedupIndex:
     def check_and_insert(self, item: str, text: str) -> str | None:
         """Insert item unless a near-duplicate is already indexed; returns that duplicate's id, or None."""
         sig = signature(text, num_perm=self.num_perm)
-        fields = b"".join(bucket_fields(sig, self.bands, self.rows))
+        fields = bucket_fields(sig, self.bands, self.rows)
         found = self._script(
             keys=[self._p + "sigs", self._p + "buckets"], args=[item, signature_to_bytes(sig), self._need, fields]
         )

@@ -19,7 +19,6 @@ legacy ``RandomState`` stream.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 
 import numpy as np
@@ -114,17 +113,30 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 BUCKET_FIELD_SIZE = 10
-"""Bytes per band in :func:`bucket_fields`: the band index (2, big-endian) and 8 of its digest."""
+"""Bytes per band in :func:`bucket_fields`: the band index (2, big-endian) and its 64-bit digest."""
+
+_FIELD_DTYPE = np.dtype([("band", ">u2"), ("digest", "<u8")])
 
 
-def bucket_fields(sig: Signature, bands: int, rows: int) -> list[bytes]:
-    """Return one bucket field per band: the band index (2 bytes) + blake2b-64 of the band's values.
+@functools.lru_cache(maxsize=16)
+def _band_multipliers(rows: int) -> npt.NDArray[np.uint64]:
+    """Odd 64-bit multipliers for the band digest, from the raw PCG64 stream (stable across numpy)."""
+    raw = np.random.Generator(np.random.PCG64(0x5EED)).bit_generator.random_raw(rows)
+    multipliers: npt.NDArray[np.uint64] = raw | np.uint64(1)
+    multipliers.setflags(write=False)
+    return multipliers
 
-    Equal bands at the same index give equal fields; the index prefix keeps equal values at
-    different band positions apart (they are different hash functions, so agreement there
-    means nothing). Only the first ``bands * rows`` values are used, as in datasketch. 64-bit
-    digests: two different bands collide with probability 2**-64, and a collision only adds a
-    candidate that the signature comparison then rejects.
+
+def bucket_fields(sig: Signature, bands: int, rows: int) -> bytes:
+    """Return the bucket field of every band, concatenated (:data:`BUCKET_FIELD_SIZE` bytes each).
+
+    A field is the band index and ``sum(value_k * m_k) mod 2**64`` over the band's values with fixed
+    odd multipliers: one numpy expression for all bands (~3 us, against ~13 us for a blake2b per
+    band). Equal bands at the same index give equal fields; the index keeps equal values at
+    different band positions apart (they are different hash functions, so agreement there means
+    nothing). Two different bands rarely get one digest, and when they do it only adds a candidate
+    that the signature comparison then rejects. Only the first ``bands * rows`` values are used,
+    as in datasketch.
     """
     if bands < 1 or rows < 1:
         raise ValueError(f"bands and rows must be at least 1, got {bands} and {rows}")
@@ -132,12 +144,11 @@ def bucket_fields(sig: Signature, bands: int, rows: int) -> list[bytes]:
         raise ValueError(f"at most 65535 bands, got {bands}")
     if sig.ndim != 1 or bands * rows > sig.size:
         raise ValueError(f"{bands} bands of {rows} rows need {bands * rows} values, signature has shape {sig.shape}")
-    wire = np.ascontiguousarray(sig, dtype=_WIRE_DTYPE).tobytes()
-    step = rows * _WIRE_DTYPE.itemsize
-    return [
-        i.to_bytes(2, "big") + hashlib.blake2b(wire[i * step : (i + 1) * step], digest_size=8).digest()
-        for i in range(bands)
-    ]
+    values = sig[: bands * rows].reshape(bands, rows).astype(np.uint64)
+    fields = np.empty(bands, dtype=_FIELD_DTYPE)
+    fields["band"] = np.arange(bands)
+    fields["digest"] = (values * _band_multipliers(rows)).sum(axis=1, dtype=np.uint64)  # wraps mod 2**64
+    return fields.tobytes()
 
 
 def signature_to_bytes(sig: Signature) -> bytes:
