@@ -79,3 +79,22 @@ def test_provisional_ratings_replay_the_votes_when_the_counts_are_incomplete(war
     assert tasks._provisional_ratings(state, config) == pytest.approx(expected, abs=1e-9)
     # The counts alone know only A's three wins; the old part's win of B is not lost.
     assert bradley_terry([Outcome("A", "B", "a")] * 3, experts=["C", "D"])["A"] > expected["A"]
+
+
+def test_a_newcomer_with_one_battle_is_not_rated_on_its_degenerate_interval(warrior_env: dict[str, str]) -> None:
+    # delta tied all its votes in its one battle: every bootstrap resample gives it the same rating,
+    # an interval of width 0, which must not end its matchmaking before it met a round of instructions.
+    rt = get_runtime()
+    state, config = _campaign("c-newcomer")
+    rng = np.random.default_rng(4)
+    for i in range(12):
+        a, b = rng.choice(["A", "B", "C", "D"], size=2, replace=False)
+        state.put("votes", f"i{i:02d}", [[str(a), str(b), str(rng.choice(["a", "b"]))] for _ in range(6)])
+        state.mark("battled", f"i{i:02d}")
+    state.put("votes", "i00+delta", [["A", "delta", "tie"], ["delta", "B", "tie"]] * 3)
+    state.mark("roster", "delta")
+    batch = tasks.matchmake(rt, "c-newcomer", "delta", 0)
+    recorded = state.table("matchmaking")["delta"]
+    assert recorded["width"] <= recorded["median_width"]  # the interval alone would call it rated
+    assert batch and "rated" not in recorded
+    assert len(batch) == config.matchmaking.batch

@@ -167,6 +167,9 @@ def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]
 
     A newcomer is scheduled first (its backfills go ahead of regular work) until its rating's
     interval is as narrow as the median interval of the others, or it has met every instruction.
+    The interval counts only once the newcomer has met at least one round's worth of instructions
+    (`matchmaking.batch`): the bootstrap resamples battles, and over a handful of them it understates
+    the spread (with a single battle, every resample that draws it gives the same rating).
     """
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
@@ -178,9 +181,9 @@ def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]
     widths = {r.expert: r.ci_high - r.ci_low for r in ratings}
     others = sorted(w for name, w in widths.items() if name != expert)
     mine = widths.get(expert)
-    battles = next((r.battles for r in ratings if r.expert == expert), 0)
+    met = len({iid for o, iid in zip(outcomes, instructions, strict=True) if expert in (o.a, o.b)})
     state.put("matchmaking", expert, {"round": round_, "width": mine, "median_width": _median(others)})
-    if battles > 0 and mine is not None and others and mine <= _median(others):
+    if met >= config.matchmaking.batch and mine is not None and others and mine <= _median(others):
         state.put("matchmaking", expert, {"round": round_, "width": mine, "median_width": _median(others),
                                           "rated": True})  # fmt: skip
         return []
