@@ -129,6 +129,23 @@ def test_a_complete_campaign_without_a_dataset_to_build_is_marked_finished(rt: R
     assert CampaignController(rt, app).reconcile_all() == {}, "finished campaigns are left alone"
 
 
+def test_a_finished_campaign_moves_its_per_instruction_state_to_the_store(rt: Runtime, app: Celery) -> None:
+    state = _campaign(rt, "compacted", build=False)
+    _complete(state)
+    before = state.snapshot()
+    assert CampaignController(rt, app).reconcile_all() == {"compacted": "finished"}
+    assert state.compacted() and rt.store.exists(str(state.archive_key()))
+    assert not rt.redis.exists("warrior:campaign:compacted:mine_done")
+    assert state.snapshot() | {"status": "running", "controller": {}} == before
+    # One finished before this controller compacted (or whose compaction failed) is compacted on a later pass.
+    late = _campaign(rt, "finished-earlier", build=False)
+    _complete(late)
+    late.set_status("finished")
+    assert CampaignController(rt, app).reconcile_all() == {"finished-earlier": "compacted"}
+    assert late.compacted() and late.count("mine_done") == 4
+    assert CampaignController(rt, app).reconcile_all() == {}
+
+
 def test_a_complete_campaign_is_finalized_and_a_lost_finalize_is_sent_again(rt: Runtime, app: Celery) -> None:
     state = _campaign(rt, "to-build", stall_s=60)
     _complete(state)

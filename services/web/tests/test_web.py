@@ -221,3 +221,35 @@ def test_unreachable_redis_is_a_503_that_says_so(arena: dict[str, Any], tmp_path
     page = web.get("/")
     assert page.status_code == 503 and "cannot reach Redis" in page.text
     assert web.get("/healthz").status_code == 200
+
+
+def test_a_compacted_campaign_shows_the_same_pages(redis_server: str, tmp_path: Any) -> None:
+    """Once the controller moved a finished campaign's per-instruction state to the store, the campaign
+    list, its progress, overview and battles (categories included) read the same as before."""
+    from warrior.common.campaign_state import CampaignState
+    from warrior.common.redis_client import connect
+    from warrior.common.store import LocalStore
+    from warrior.web.data import Viewer
+    from warrior.web.synthetic import write_campaign
+
+    client, store = connect(redis_server), LocalStore(tmp_path / "store")
+    write_campaign(client, store, "webcompact", 30, bootstrap_rounds=0)
+    viewer = Viewer(client, store)
+
+    def pages() -> dict[str, Any]:
+        first = viewer.battles_page("webcompact", limit=5)
+        return {
+            "list": [c for c in viewer.campaigns() if c["campaign"] == "webcompact"],
+            "progress": viewer.progress("webcompact"),
+            "overview": viewer.overview("webcompact"),
+            "snapshot": viewer.snapshot("webcompact"),
+            "battles": first,
+            "battle": viewer.battle("webcompact", first["rows"][0]["id"]),
+        }
+
+    before = pages()
+    assert before["battles"]["rows"][0]["category"] is not None
+    CampaignState(client, "webcompact").compact(store)
+    assert not client.exists("warrior:campaign:webcompact:categories")
+    assert pages() == before
+    client.close()

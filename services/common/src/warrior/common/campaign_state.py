@@ -1,17 +1,27 @@
-"""Campaign progress in Redis: idempotent sets and hashes that every stage updates and `status` reads."""
+"""Campaign progress in Redis: idempotent sets and hashes that every stage updates and `status` reads.
+
+While a campaign runs, its per-instruction marks live in Redis (sets and hashes under
+`warrior:campaign:<id>:`), beside small tallies that `snapshot()` reads in O(1). Once the controller
+marks it finished, `compact()` moves every per-instruction set and hash into one object in the store
+(`runs/<id>/state/<hash>.json`) and keeps only counts in Redis: `snapshot()` answers the same, and
+`members()` / `table()` read the archived tables back from the store.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from typing import Any
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.typing import EncodableT, FieldT
 
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
-from warrior.common.verification import summarize_stats
+from warrior.common.ids import content_hash
+
+if TYPE_CHECKING:
+    from warrior.common.store import ObjectStore
 
 _INDEX = "warrior:campaigns"
 _ADD_ONCE = """
@@ -19,6 +29,38 @@ if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
+# Write one field of a per-item hash and keep its tally (KEYS[2]) in step, in one atomic step.
+# ARGV: field, value, mode, then increments. mode "value": the tally counts the fields by value (a
+# drop's reason; an overwrite with another reason moves the count). mode "new": the increments are
+# added only when the field is new (a failure's kind, a battle part's statistics), so a redelivery
+# that writes the field again does not count twice.
+_PUT_TALLIED = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == 'value' then
+  if old then
+    if redis.call('HINCRBY', KEYS[2], old, -1) <= 0 then redis.call('HDEL', KEYS[2], old) end
+  end
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+elseif not old then
+  for i = 4, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
+# Hashes and sets of a campaign that stay in Redis when it is compacted: bounded by the roster or
+# by the number of reasons, kinds and stages, never by the number of instructions.
+KEPT_KEYS = frozenset({
+    "meta", "counters", "timing", "controller", "meta_pointers", "matchmaking", "roster", "vote_points",
+    "drop_counts", "failure_counts", "battle_sums",
+})  # fmt: skip
+# The miner's near-duplicate index: needed only while mining, rebuilt by nothing after; dropped, not archived.
+INDEX_PREFIX = "lsh:"
+# Stage sets whose sizes `snapshot()` and the viewer report.
+COUNTED_SETS = ("mine_done", "mined", "screened", "kept", "battled", "scored", "collected", "finished",
+                "backfill_sent", "backfill_done", "votes_counted")  # fmt: skip
+TALLIED_TABLES = {"dropped": "drop_counts", "failures": "failure_counts", "battle_stats": "battle_sums"}
+_archives: OrderedDict[str, dict[str, Any]] = OrderedDict()  # archive key -> tables; immutable once written
 
 
 class CampaignState:
@@ -28,10 +70,11 @@ class CampaignState:
     so a redelivered task does not count twice.
     """
 
-    def __init__(self, client: redis.Redis, campaign: str) -> None:
+    def __init__(self, client: redis.Redis, campaign: str, store: ObjectStore | None = None) -> None:
         self._r = client
         self.campaign = campaign
         self._p = f"warrior:campaign:{campaign}:"
+        self._store = store  # reads a compacted campaign's archive; None: the process's runtime store
 
     def _k(self, name: str) -> str:
         return self._p + name
@@ -93,24 +136,56 @@ class CampaignState:
         return bool(self._r.sadd(self._k(stage), item))
 
     def members(self, stage: str) -> set[str]:
-        return {str(m) for m in self._r.smembers(self._k(stage))}
+        live = {str(m) for m in self._r.smembers(self._k(stage))}
+        archive = None if stage in KEPT_KEYS else self._archive()
+        if archive is not None:
+            live |= set(archive["sets"].get(stage, ()))
+        return live
 
     def count(self, stage: str) -> int:
+        summary = self._summary()
+        if summary is not None and stage in summary["counts"]:
+            return int(summary["counts"][stage])
         return int(self._r.scard(self._k(stage)))
 
     def drop(self, item: str, reason: str) -> None:
         """An instruction left the pipeline for a recorded reason."""
-        self._r.hset(self._k("dropped"), item, reason)
+        self._r.eval(_PUT_TALLIED, 2, self._k("dropped"), self._k("drop_counts"), item, reason, "value")
 
     def fail(self, item: str, reason: str) -> None:
         """A unit of work that could not be done (dead expert, unparseable verdict ...), with its reason."""
-        self._r.hset(self._k("failures"), item, reason[:500])
+        kind = item.split(":", 1)[0]
+        self._r.eval(_PUT_TALLIED, 2, self._k("failures"), self._k("failure_counts"), item, reason[:500], "new",
+                     kind, "1")  # fmt: skip
 
     def put(self, table: str, item: str, value: Any) -> None:
-        self._r.hset(self._k(table), item, json.dumps(value, sort_keys=True))
+        encoded = json.dumps(value, sort_keys=True)
+        if table == "battle_stats":  # summed once per battle part, so `snapshot()` need not read them all
+            args: list[EncodableT] = []
+            for field, by in _stat_increments(value).items():
+                args += [field, repr(float(by))]
+            self._r.eval(_PUT_TALLIED, 2, self._k(table), self._k("battle_sums"), item, encoded, "new", *args)
+            return
+        self._r.hset(self._k(table), item, encoded)
 
     def table(self, table: str) -> dict[str, Any]:
-        return {str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()}
+        out = {}
+        archive = None if table in KEPT_KEYS else self._archive()
+        if archive is not None:
+            out = {str(k): json.loads(v) for k, v in archive["hashes"].get(table, {}).items()}
+        out.update({str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()})
+        return out
+
+    def lookup(self, table: str, items: list[str]) -> list[Any]:
+        """The values of a few fields of a table (None where absent), archived or not."""
+        if not items:
+            return []
+        raw = self._r.hmget(self._k(table), items)
+        archive = None if table in KEPT_KEYS else self._archive()
+        if archive is not None:
+            stored = archive["hashes"].get(table, {})
+            raw = [value if value is not None else stored.get(item) for item, value in zip(items, raw, strict=True)]
+        return [None if value is None else json.loads(value) for value in raw]
 
     def add_once(self, stage: str, item: str, sums: str, increments: dict[str, float]) -> bool:
         """Mark `item` in `stage` and add `increments` to the fields of hash `sums`, atomically and only the
@@ -123,9 +198,17 @@ class CampaignState:
 
     def sums(self, sums: str) -> dict[str, float]:
         """A hash written by `add_once`, as floats."""
-        return {str(k): float(v) for k, v in self._r.hgetall(self._k(sums)).items()}
+        out: dict[str, float] = {}
+        archive = None if sums in KEPT_KEYS else self._archive()
+        if archive is not None:
+            out = {str(k): float(v) for k, v in archive["hashes"].get(sums, {}).items()}
+        out.update({str(k): float(v) for k, v in self._r.hgetall(self._k(sums)).items()})
+        return out
 
     def table_size(self, table: str) -> int:
+        summary = self._summary()
+        if summary is not None and table in summary["sizes"]:
+            return int(summary["sizes"][table])
         return int(self._r.hlen(self._k(table)))
 
     def incr(self, counter: str, by: int = 1) -> None:
@@ -134,41 +217,46 @@ class CampaignState:
 
     # -- reading ---------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """Everything `warrior status` shows, in one dict."""
+        """Everything `warrior status` shows, in one dict.
+
+        O(1) in the campaign's size: stage sizes (SCARD), and tallies kept beside the per-item hashes
+        (drop reasons, failure kinds, summed battle statistics); a compacted campaign's sizes come from
+        its summary. A hash whose tally does not cover it (written before tallies were kept) is read whole.
+        """
         meta = {str(k): str(v) for k, v in self._r.hgetall(self._k("meta")).items()}
         if not meta:
             raise KeyError(f"unknown campaign {self.campaign!r}")
-        dropped = Counter(str(v) for v in self._r.hvals(self._k("dropped")))
-        failures_raw = {str(k): str(v) for k, v in self._r.hgetall(self._k("failures")).items()}
-        failure_kinds = Counter(k.split(":", 1)[0] for k in failures_raw)
-        stats = self.table("battle_stats")
+        summary = json.loads(meta["summary"]) if "summary" in meta else None
         counters = {str(k): int(v) for k, v in self._r.hgetall(self._k("counters")).items()}
         timing = {str(k): round(float(v), 3) for k, v in self._r.hgetall(self._k("timing")).items()}
         expected = int(meta.get("expected_mine", "0"))
+        counts = summary["counts"] if summary is not None else self._set_sizes()
+        dropped, kinds, sums = self.dropped_counts(summary), self.failure_counts(summary), self._battle_sums(summary)
+        examples = summary["failure_examples"] if summary is not None else self._failure_examples()
         snap = {
             "campaign": self.campaign,
             "status": meta.get("status", "unknown"),
             "created_at": float(meta.get("created_at", "0")),
-            "mine": {"expected": expected, "done": self.count("mine_done")},
+            "mine": {"expected": expected, "done": counts["mine_done"]},
             "instructions": {
-                "mined": self.count("mined"),
-                "screened": self.count("screened"),
-                "kept": self.count("kept"),
+                "mined": counts["mined"],
+                "screened": counts["screened"],
+                "kept": counts["kept"],
                 "dropped": dict(sorted(dropped.items())),
             },
-            "battled": self.count("battled"),
-            "scored": self.count("scored"),
-            "collected": self.count("collected"),
-            "finished": self.count("finished"),
+            "battled": counts["battled"],
+            "scored": counts["scored"],
+            "collected": counts["collected"],
+            "finished": counts["finished"],
             "roster": sorted(self.members("roster")),
             "newcomers_matchmaking": self._newcomers_matchmaking(),
-            "backfills": {"sent": self.count("backfill_sent"), "done": self.count("backfill_done")},
-            "battles": sum(int(s.get("battles", 0)) for s in stats.values()),
-            "votes": sum(int(s.get("votes", 0)) for s in stats.values()),
-            "ties": sum(int(s.get("ties", 0)) for s in stats.values()),
-            "execution": summarize_stats(stats.values()),
-            "failures": dict(sorted(failure_kinds.items())),
-            "failure_examples": dict(sorted(failures_raw.items())[:10]),
+            "backfills": {"sent": counts["backfill_sent"], "done": counts["backfill_done"]},
+            "battles": int(sums.get("battles", 0)),
+            "votes": int(sums.get("votes", 0)),
+            "ties": int(sums.get("ties", 0)),
+            "execution": _execution_from_sums(sums),
+            "failures": dict(sorted(kinds.items())),
+            "failure_examples": examples,
             "counters": counters,
             "timing": timing,
             # What the campaign controller did: progress watch, re-sends, the dataset it built.
@@ -176,6 +264,157 @@ class CampaignState:
         }
         snap["done"] = self._done(snap)
         return snap
+
+    def _set_sizes(self) -> dict[str, int]:
+        pipe = self._r.pipeline(transaction=False)
+        for stage in COUNTED_SETS:
+            pipe.scard(self._k(stage))
+        return {stage: int(n) for stage, n in zip(COUNTED_SETS, pipe.execute(), strict=True)}
+
+    def _tally(self, table: str, summary: dict[str, Any] | None) -> dict[str, float] | None:
+        """The tally of a per-item hash when it covers every field, else None (read the hash whole)."""
+        tally = {str(k): float(v) for k, v in self._r.hgetall(self._k(TALLIED_TABLES[table])).items()}
+        if summary is not None:
+            return tally  # rebuilt from the whole hash when the campaign was compacted
+        size = int(self._r.hlen(self._k(table)))
+        covered = tally.get("parts", 0.0) if table == "battle_stats" else sum(tally.values())
+        return tally if round(covered) == size else None
+
+    def dropped_counts(self, summary: dict[str, Any] | None = None) -> dict[str, int]:
+        """How many instructions were dropped, by reason."""
+        summary = self._summary() if summary is None else summary
+        tally = self._tally("dropped", summary)
+        if tally is None:
+            return dict(Counter(str(v) for v in self._r.hvals(self._k("dropped"))))
+        return {k: int(v) for k, v in tally.items() if int(v) > 0}
+
+    def failure_counts(self, summary: dict[str, Any] | None = None) -> dict[str, int]:
+        """How many units of work failed, by kind (the failure key's first part)."""
+        summary = self._summary() if summary is None else summary
+        tally = self._tally("failures", summary)
+        if tally is None:
+            return dict(Counter(str(k).split(":", 1)[0] for k in self._r.hkeys(self._k("failures"))))
+        return {k: int(v) for k, v in tally.items() if int(v) > 0}
+
+    def failure_examples(self) -> dict[str, str]:
+        """Up to 10 failures with their reasons (archived ones for a compacted campaign)."""
+        summary = self._summary()
+        return dict(summary["failure_examples"]) if summary is not None else self._failure_examples()
+
+    def _failure_examples(self) -> dict[str, str]:
+        # One HSCAN page: the whole hash while it is small (as it is unless the campaign fails at scale).
+        _, page = self._r.hscan(self._k("failures"), 0, count=100)
+        items = page.items() if isinstance(page, dict) else []
+        return dict(sorted((str(k), str(v)) for k, v in items)[:10])
+
+    def _battle_sums(self, summary: dict[str, Any] | None) -> dict[str, float]:
+        tally = self._tally("battle_stats", summary)
+        if tally is None:
+            tally = {}
+            for stats in self.table("battle_stats").values():
+                for field, by in _stat_increments(stats).items():
+                    tally[field] = tally.get(field, 0.0) + by
+        return tally
+
+    # -- compaction --------------------------------------------------------------------------
+    def compacted(self) -> bool:
+        """True once `compact()` moved the campaign's per-instruction state to the store."""
+        return bool(self._r.hexists(self._k("meta"), "archive"))
+
+    def archive_key(self) -> str | None:
+        """The store key of the campaign's archived state, None while it is not compacted."""
+        key = self._r.hget(self._k("meta"), "archive")
+        return None if key is None else str(key)
+
+    def _summary(self) -> dict[str, Any] | None:
+        raw = self._r.hget(self._k("meta"), "summary")
+        return None if raw is None else dict(json.loads(raw))
+
+    def _store_or_runtime(self) -> ObjectStore:
+        if self._store is None:
+            from warrior.common.runtime import get_runtime  # late: the runtime is built on first use
+
+            self._store = get_runtime().store
+        return self._store
+
+    def _archive(self) -> dict[str, Any] | None:
+        """The tables `compact()` moved to the store, or None for a campaign that was not compacted."""
+        key = self._r.hget(self._k("meta"), "archive")
+        if key is None:
+            return None
+        key = str(key)
+        archive = _archives.get(key)
+        if archive is None:
+            archive = dict(self._store_or_runtime().get_json(key))
+            _archives[key] = archive
+            while len(_archives) > 2:
+                _archives.popitem(last=False)
+        _archives.move_to_end(key)
+        return archive
+
+    def _live_keys(self) -> dict[str, str]:
+        """The campaign's keys in Redis (name after the prefix -> Redis type)."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._p) + "*"
+        names = [str(k)[len(self._p) :] for k in self._r.scan_iter(match=pattern, count=1000)]
+        pipe = self._r.pipeline(transaction=False)
+        for name in names:
+            pipe.type(self._k(name))
+        return {name: str(kind) for name, kind in zip(names, pipe.execute(), strict=True)}
+
+    def compact(self, store: ObjectStore) -> str:
+        """Move a finished campaign's per-instruction state out of Redis; the archive's store key.
+
+        Every set and hash but the bounded ones (KEPT_KEYS) is written, merged with an earlier archive,
+        to one store object `runs/<campaign>/state/<content hash>.json`; the meta hash then gets the
+        stage sizes and tallies `snapshot()` needs (`summary`) and the archive's key, in one HSET; only
+        then are the per-instruction keys deleted. Interrupted anywhere, it is simply run again.
+        """
+        self._store = store
+        keys = self._live_keys()
+        archived = self._archive() or {"sets": {}, "hashes": {}}
+        sets = {name: set(members) for name, members in archived["sets"].items()}
+        hashes = {name: dict(fields) for name, fields in archived["hashes"].items()}
+        pipe = self._r.pipeline(transaction=False)
+        kept = KEPT_KEYS
+        moved = sorted(n for n, kind in keys.items()
+                       if n not in kept and not n.startswith(INDEX_PREFIX) and kind in ("set", "hash"))  # fmt: skip
+        for name in moved:
+            if keys[name] == "set":
+                pipe.smembers(self._k(name))
+            else:
+                pipe.hgetall(self._k(name))
+        for name, value in zip(moved, pipe.execute(), strict=True):
+            if keys[name] == "set":
+                sets.setdefault(name, set()).update(str(m) for m in value)
+            else:
+                hashes.setdefault(name, {}).update({str(k): str(v) for k, v in value.items()})
+        tables = {"sets": {n: sorted(m) for n, m in sorted(sets.items())}, "hashes": dict(sorted(hashes.items()))}
+        key = f"runs/{self.campaign}/state/{content_hash(tables, length=16)}.json"
+        store.put_json(key, {"campaign": self.campaign, "format": 1} | tables, if_absent=True)
+        dropped = Counter(hashes.get("dropped", {}).values())
+        failures = hashes.get("failures", {})
+        kinds = Counter(k.split(":", 1)[0] for k in failures)
+        sums: dict[str, float] = {}
+        for raw in hashes.get("battle_stats", {}).values():
+            for field, by in _stat_increments(json.loads(raw)).items():
+                sums[field] = sums.get(field, 0.0) + by
+        summary = {
+            "counts": {stage: len(sets.get(stage, ())) for stage in sorted(set(COUNTED_SETS) | set(sets))},
+            "sizes": {name: len(fields) for name, fields in sorted(hashes.items())},
+            "failure_examples": dict(sorted(failures.items())[:10]),
+        }
+        pipe = self._r.pipeline(transaction=True)
+        for table, counts in (("drop_counts", dropped), ("failure_counts", kinds), ("battle_sums", sums)):
+            pipe.delete(self._k(table))
+            if counts:
+                pipe.hset(self._k(table), mapping={k: str(v) for k, v in counts.items()})
+        pipe.hset(self._k("meta"), mapping={"summary": json.dumps(summary, sort_keys=True), "archive": key,
+                                            "compacted_at": str(time.time())})  # fmt: skip
+        pipe.execute()
+        gone = moved + [n for n in keys if n.startswith(INDEX_PREFIX)]
+        for i in range(0, len(gone), 500):
+            self._r.delete(*(self._k(n) for n in gone[i : i + 500]))
+        return key
 
     def _newcomers_matchmaking(self) -> list[str]:
         """Experts that joined mid-campaign and are still being brought in: between two rounds of
@@ -195,6 +434,55 @@ class CampaignState:
             and snap["backfills"]["done"] >= snap["backfills"]["sent"]
             and not snap["newcomers_matchmaking"]
         )
+
+
+def _stat_increments(stats: dict[str, Any]) -> dict[str, float]:
+    """One battle part's statistics as the increments of the campaign's sums (`battle_sums`), the inverse
+    of `_execution_from_sums`: together they give what `summarize_stats` gives over every part."""
+    out: dict[str, float] = {"parts": 1.0}
+    for name in ("battles", "votes", "ties"):
+        out[name] = float(stats.get(name, 0))
+    e = stats.get("execution") or {}
+    for source, n in (e.get("votes") or {}).items():
+        out[f"votes_by_source:{source}"] = out.get(f"votes_by_source:{source}", 0.0) + int(n)
+    if not e.get("executable"):
+        out["battles_llm_only"] = 1.0
+        return out
+    out["battles_executed"] = 1.0
+    out["answers_run"] = float(int(e.get("answers_run", 0)))
+    out["tests_written"] = float(int(e.get("tests", 0)))
+    out["tests_trusted"] = float(int(e.get("trusted", 0)))
+    out["tests_untrusted"] = float(int(e.get("untrusted", 0)))
+    for outcome, n in (e.get("outcomes") or {}).items():
+        out[f"runs:{outcome}"] = out.get(f"runs:{outcome}", 0.0) + int(n)
+    for name, (won, faced) in (e.get("passed") or {}).items():
+        out[f"passed:{name}"] = out.get(f"passed:{name}", 0.0) + int(won)
+        out[f"faced:{name}"] = out.get(f"faced:{name}", 0.0) + int(faced)
+    return out
+
+
+def _execution_from_sums(sums: dict[str, float]) -> dict[str, Any]:
+    """`summarize_stats` over every battle part, from the parts' summed increments."""
+    names = ("battles_executed", "battles_llm_only", "answers_run", "tests_written", "tests_trusted", "tests_untrusted")
+    total: dict[str, Any] = {name: int(sums.get(name, 0)) for name in names}
+    total["runs"] = {}
+    total["votes_by_source"] = {}
+    per_expert: dict[str, list[int]] = {}
+    for field, value in sums.items():
+        kind, _, name = field.partition(":")
+        if kind == "runs":
+            total["runs"][name] = int(value)
+        elif kind == "votes_by_source":
+            total["votes_by_source"][name] = int(value)
+        elif kind in ("passed", "faced"):
+            per_expert.setdefault(name, [0, 0])[0 if kind == "passed" else 1] = int(value)
+    total["runs"] = dict(sorted(total["runs"].items()))
+    total["votes_by_source"] = dict(sorted(total["votes_by_source"].items()))
+    total["pass_rate"] = {
+        name: {"passed": won, "trusted_tests": faced, "rate": round(won / faced, 3) if faced else None}
+        for name, (won, faced) in sorted(per_expert.items())
+    }
+    return total
 
 
 _config_cache: dict[tuple[int, str], CampaignConfig] = {}

@@ -34,6 +34,7 @@ TRANSIENT_ERRORS = (
     ServiceUnavailable,
 )
 RETRY_BUDGET_S = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
+RESULT_EXPIRES_S = int(os.environ.get("WARRIOR_RESULT_EXPIRES_S", str(24 * 3600)))
 _log = logging.getLogger(__name__)
 
 
@@ -90,7 +91,9 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        result_expires=7 * 24 * 3600,
+        # Most tasks ignore their result; the ones kept (finalize, build, train ...) are read by the
+        # controller within its stall window or by a CLI waiting on them: a day is plenty.
+        result_expires=RESULT_EXPIRES_S,
         # The route carries the default priority: `send_task` by name ignores task_default_priority,
         # and a message without one would land in level 0, beside the newcomers' backfills.
         task_routes={
@@ -142,12 +145,17 @@ def _record_stage_timing() -> None:
     def _stop(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
         with _timing_lock:
             began = _started.pop(task_id or "", None)
-        if began is None or not args or not isinstance(args[0], str) or task is None:
-            return
-        from warrior.common.runtime import get_runtime  # late: the runtime is built on first use
+        from warrior.common.runtime import deliveries_keys, get_runtime  # late: the runtime is built on first use
 
-        key = f"warrior:campaign:{args[0]}:timing"
         pipe = get_runtime().redis.pipeline()
-        pipe.hincrbyfloat(key, f"{task.name}.seconds", time.perf_counter() - began)
-        pipe.hincrby(key, f"{task.name}.tasks", 1)
-        pipe.execute()
+        if task_id and task is not None and getattr(task.request, "id", None) == task_id:
+            # The task ran to its end (returned or raised): its message is acknowledged and never
+            # redelivered, so its delivery counts (Runtime.admit) are dropped now rather than expiring.
+            # A worker killed mid-task never gets here: its counts stay, and the dead-letter limit holds.
+            pipe.delete(*deliveries_keys(task_id, int(task.request.retries or 0)))
+        if began is not None and args and isinstance(args[0], str) and task is not None:
+            key = f"warrior:campaign:{args[0]}:timing"
+            pipe.hincrbyfloat(key, f"{task.name}.seconds", time.perf_counter() - began)
+            pipe.hincrby(key, f"{task.name}.tasks", 1)
+        if len(pipe):
+            pipe.execute()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass
 
@@ -16,7 +17,23 @@ from warrior.common.settings import Settings
 from warrior.common.store import ObjectStore, open_store
 
 DEADLETTER_KEY = "warrior:deadletter"
+DELIVERIES_PREFIX = "warrior:deliveries:"
 MAX_DELIVERIES = 5
+
+
+def deliveries_ttl_s() -> int:
+    """How long a task's delivery count outlives its last delivery: long enough to see every redelivery
+    of a message whose worker keeps dying (each comes back after the visibility timeout, and may retry
+    for the retry budget), so the dead-letter limit still holds; the count is deleted as soon as the
+    task ends (`forget_deliveries`), so this bounds only the counts of killed deliveries."""
+    visibility = float(os.environ.get("WARRIOR_VISIBILITY_TIMEOUT_S", "3600"))
+    budget = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
+    return int((MAX_DELIVERIES + 1) * (visibility + budget)) + 60
+
+
+def deliveries_keys(task_id: str, retries: int = 0) -> list[str]:
+    """The delivery counts `Runtime.admit` keeps for a task: one per retry attempt."""
+    return [f"{DELIVERIES_PREFIX}{task_id}"] + [f"{DELIVERIES_PREFIX}{task_id}:{a}" for a in range(1, retries + 1)]
 
 
 @dataclass
@@ -34,9 +51,9 @@ class Runtime:
         retry `attempt` (a transient error: Redis or the store unreachable) has its own count: retries
         are bounded by the task's max_retries, deliveries of one attempt by `max_deliveries`.
         """
-        key = f"warrior:deliveries:{task_id}" + (f":{attempt}" if attempt else "")
+        key = f"{DELIVERIES_PREFIX}{task_id}" + (f":{attempt}" if attempt else "")
         count = int(self.redis.incr(key))
-        self.redis.expire(key, 7 * 24 * 3600)
+        self.redis.expire(key, deliveries_ttl_s())
         if count > 1:
             metrics.TASK_REDELIVERIES.labels(task_name).inc()
         if count <= max_deliveries:
@@ -48,6 +65,10 @@ class Runtime:
             f"{task_name}: delivered {count} times (limit {max_deliveries}); dead-lettered at {time.time():.0f}",
         )
         return False
+
+    def forget_deliveries(self, task_id: str, retries: int = 0) -> None:
+        """The task ended (its message is acknowledged and never comes back): drop its delivery counts."""
+        self.redis.delete(*deliveries_keys(task_id, retries))
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,6 +14,8 @@ lead mid-way carries on where the old leader stopped:
   each sent as a task under a deterministic id and read back from the result backend on later passes;
   a task whose result does not come within the stall window is sent again, a failed one is retried up
   to `BUILD_ATTEMPTS` times, then the campaign is `build_failed` with the error.
+- finished: its per-instruction state is compacted (`CampaignState.compact`): moved to one object in the
+  store, with only counts left in Redis, so Redis holds nothing per instruction once a campaign is over.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class CampaignController:
                 status = state.status()
             except KeyError:  # listed but its state is gone (Redis flushed): `resume` restores it
                 continue
+            if status == "finished":
+                if not state.compacted() and still_leader():
+                    actions[campaign] = self._compact(state)
+                continue
             if status not in ACTIVE:
                 continue
             if not still_leader():
@@ -97,6 +103,7 @@ class CampaignController:
                 return self._build(state, config)
             state.set_status("finished")
             log.info("campaign %s: finished", state.campaign)
+            self._compact(state)
             return "finished"
         return self._watch_progress(state, config, snap)
 
@@ -161,7 +168,20 @@ class CampaignController:
         state.set_status("finished")
         log.info("campaign %s: finished; dataset %s version %s (%d rows)", state.campaign, value["name"],
                  value["version"], value["rows"])  # fmt: skip
+        self._compact(state)
         return "built"
+
+    # -- compaction ----------------------------------------------------------------------------
+    def _compact(self, state: CampaignState) -> str:
+        """Move a finished campaign's per-instruction state to the store; tried again on the next pass
+        when the store or Redis fails meanwhile (the campaign is finished either way)."""
+        try:
+            key = state.compact(self.rt.store)
+        except Exception:  # the campaign is over: a failed compaction only leaves its state in Redis a while
+            log.exception("campaign %s: could not compact its state; trying again on the next pass", state.campaign)
+            return "compact-failed"
+        log.info("campaign %s: per-instruction state moved to %s", state.campaign, key)
+        return "compacted"
 
     def _send(self, state: CampaignState, build: dict[str, Any], step: str, now: float) -> str:
         campaign = state.campaign

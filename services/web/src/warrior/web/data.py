@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -70,19 +70,22 @@ class Viewer:
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             prefix = f"warrior:campaign:{name}:"
-            pipe.hmget(prefix + "meta", "status", "created_at")
+            pipe.hmget(prefix + "meta", "status", "created_at", "summary")
             for stage in ("mined", "kept", "finished"):
                 pipe.scard(prefix + stage)
         replies = pipe.execute()
         out = []
         for i, name in enumerate(names):
-            (status, created), mined, kept, finished = replies[i * 4 : i * 4 + 4]
+            (status, created, summary), mined, kept, finished = replies[i * 4 : i * 4 + 4]
+            if summary:  # compacted: the stage sets are in the store, their sizes in the summary
+                counts = json.loads(summary)["counts"]
+                mined, kept, finished = counts["mined"], counts["kept"], counts["finished"]
             out.append({"campaign": name, "status": status or "unknown", "created_at": float(created or 0),
                         "mined": mined, "kept": kept, "finished": finished})  # fmt: skip
         return out
 
     def _state(self, campaign: str) -> CampaignState:
-        state = CampaignState(self.redis, campaign)
+        state = CampaignState(self.redis, campaign, self.store)
         if not state.exists():
             raise NotFound(f"no campaign {campaign!r}")
         return state
@@ -92,14 +95,19 @@ class Viewer:
         self._state(campaign)
         prefix = f"warrior:campaign:{campaign}:"
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(prefix + "meta", "status", "expected_mine")
+        pipe.hmget(prefix + "meta", "status", "expected_mine", "summary")
         pipe.scard(prefix + "mine_done")
         for stage in STAGES:
             pipe.scard(prefix + stage)
         pipe.hlen(prefix + "dropped")
         pipe.hlen(prefix + "failures")
-        (status, expected), mine_done, *counts, dropped, failures = pipe.execute()
+        (status, expected, summary), mine_done, *counts, dropped, failures = pipe.execute()
         stages = dict(zip(STAGES, counts, strict=True))
+        if summary:  # compacted: the sizes of its archived sets and hashes
+            compact = json.loads(summary)
+            mine_done = compact["counts"]["mine_done"]
+            stages = {stage: compact["counts"][stage] for stage in STAGES}
+            dropped, failures = compact["sizes"].get("dropped", 0), compact["sizes"].get("failures", 0)
         kept = stages["kept"]
         return {
             "campaign": campaign,
@@ -116,25 +124,23 @@ class Viewer:
     def overview(self, campaign: str) -> dict[str, Any]:
         """The campaign page: what `warrior status` shows but the per-battle figures, from small Redis reads.
 
-        CampaignState.snapshot() also sums every battle's statistics (one hash field per battle), which takes
-        seconds on a campaign of 100,000 instructions; the leaderboard page has the rated battles and votes.
+        Drop reasons and failure kinds come from the tallies kept beside their hashes (O(1)); the leaderboard
+        page has the rated battles and votes.
         """
         state = self._state(campaign)
         prefix = f"warrior:campaign:{campaign}:"
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(prefix + "meta")
-        pipe.hvals(prefix + "dropped")
-        pipe.hgetall(prefix + "failures")
         pipe.hgetall(prefix + "counters")
         pipe.hgetall(prefix + "timing")
-        meta, dropped, failures, counters, timing = pipe.execute()
+        meta, counters, timing = pipe.execute()
         return {
             "campaign": campaign,
             "status": meta.get("status", "unknown"),
             "created_at": float(meta.get("created_at", 0)),
-            "dropped": dict(sorted(Counter(dropped).items())),
-            "failures": dict(sorted(Counter(k.split(":", 1)[0] for k in failures).items())),
-            "failure_examples": dict(sorted(failures.items())[:10]),
+            "dropped": dict(sorted(state.dropped_counts().items())),
+            "failures": dict(sorted(state.failure_counts().items())),
+            "failure_examples": state.failure_examples(),
             "counters": {k: int(v) for k, v in counters.items()},
             "timing": {k: round(float(v), 3) for k, v in timing.items()},
             "controller": state.table("controller"),
@@ -187,7 +193,7 @@ class Viewer:
             cursor = keys[-1]
         if len(ids) > limit:
             ids, more = ids[:limit], True
-        categories = self.redis.hmget(f"warrior:campaign:{campaign}:categories", ids) if ids else []
+        categories = self._state(campaign).lookup("categories", ids)
         winners = (self.ratings(campaign) or {}).get("winners", {})
         rows = []
         for iid, category in zip(ids, categories, strict=True):
@@ -196,7 +202,7 @@ class Viewer:
             rows.append({
                 "id": iid,
                 "instruction": battle["instruction"],
-                "category": json.loads(category) if category else None,
+                "category": category or None,
                 "competitors": battle["competitors"],
                 "winner": final["winner"] if final else self._provisional_winner(campaign, iid),
                 "final": final is not None,
@@ -218,10 +224,10 @@ class Viewer:
         if not parts:
             raise NotFound(f"no battle {iid!r} in campaign {campaign!r}")
         battle = merge(parts)
-        category = self.redis.hget(f"warrior:campaign:{campaign}:categories", iid)
+        (category,) = self._state(campaign).lookup("categories", [iid])
         final = ((self.ratings(campaign) or {}).get("winners") or {}).get(iid)
         return battle | {
-            "category": json.loads(category) if category else None,
+            "category": category or None,
             "final": final,
             "provisional_winner": None if final else self._provisional_winner(campaign, iid),
         }
