@@ -60,6 +60,7 @@ INDEX_PREFIX = "lsh:"
 COUNTED_SETS = ("mine_done", "mined", "screened", "kept", "battled", "scored", "collected", "finished",
                 "backfill_sent", "backfill_done", "votes_counted")  # fmt: skip
 TALLIED_TABLES = {"dropped": "drop_counts", "failures": "failure_counts", "battle_stats": "battle_sums"}
+_UNREAD = object()  # the campaign's summary, not read yet
 _archives: OrderedDict[str, dict[str, Any]] = OrderedDict()  # archive key -> tables; immutable once written
 
 
@@ -280,18 +281,18 @@ class CampaignState:
         covered = tally.get("parts", 0.0) if table == "battle_stats" else sum(tally.values())
         return tally if round(covered) == size else None
 
-    def dropped_counts(self, summary: dict[str, Any] | None = None) -> dict[str, int]:
+    def dropped_counts(self, summary: dict[str, Any] | None | object = _UNREAD) -> dict[str, int]:
         """How many instructions were dropped, by reason."""
-        summary = self._summary() if summary is None else summary
-        tally = self._tally("dropped", summary)
+        summary = self._summary() if summary is _UNREAD else summary
+        tally = self._tally("dropped", summary)  # type: ignore[arg-type]
         if tally is None:
             return dict(Counter(str(v) for v in self._r.hvals(self._k("dropped"))))
         return {k: int(v) for k, v in tally.items() if int(v) > 0}
 
-    def failure_counts(self, summary: dict[str, Any] | None = None) -> dict[str, int]:
+    def failure_counts(self, summary: dict[str, Any] | None | object = _UNREAD) -> dict[str, int]:
         """How many units of work failed, by kind (the failure key's first part)."""
-        summary = self._summary() if summary is None else summary
-        tally = self._tally("failures", summary)
+        summary = self._summary() if summary is _UNREAD else summary
+        tally = self._tally("failures", summary)  # type: ignore[arg-type]
         if tally is None:
             return dict(Counter(str(k).split(":", 1)[0] for k in self._r.hkeys(self._k("failures"))))
         return {k: int(v) for k, v in tally.items() if int(v) > 0}

@@ -34,7 +34,7 @@ TRANSIENT_ERRORS = (
     ServiceUnavailable,
 )
 RETRY_BUDGET_S = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
-RESULT_EXPIRES_S = int(os.environ.get("WARRIOR_RESULT_EXPIRES_S", str(24 * 3600)))
+RESULT_EXPIRES_S = 24 * 3600
 _log = logging.getLogger(__name__)
 
 
