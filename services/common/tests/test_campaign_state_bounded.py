@@ -163,8 +163,35 @@ def test_a_compacted_campaign_keeps_only_counts_in_redis_and_reports_the_same(rt
     some = sorted(categories)[:3]
     assert reader.lookup("categories", [*some, "no-such-id"]) == [categories[i] for i in some] + [None]
     assert reader.table_size("votes") == len(kept_members)
+    assert reader.reasons("dropped") == {i: r for i, r in _reference_reasons(N).items()}
+    assert state.compaction_complete()
     assert state.compact(rt.store) == key, "compacting again changes nothing"
     assert CampaignState(rt.redis, "bounded").snapshot() == before
+
+
+def _reference_reasons(n: int) -> dict[str, str]:
+    return {f"bounded-{i:05d}": "duplicate" if i % 10 == 0 else "low_quality"
+            for i in range(n) if i % 10 == 0 or i % 17 == 0}  # fmt: skip
+
+
+def test_a_late_redelivery_after_compaction_counts_nothing_twice(rt: Runtime) -> None:
+    """A battle re-sent after the campaign was compacted writes its marks again (into fresh keys): the
+    status of the finished campaign stays what it was, and the next compaction folds them in."""
+    state = _campaign(rt, n=60)
+    state.set_status("finished")
+    before = state.snapshot()
+    key = state.compact(rt.store)
+    iid = sorted(state.members("kept"))[0]
+    stats = json.loads(json.dumps(CampaignState(rt.redis, "bounded", rt.store).table("battle_stats")[iid]))
+    state.mark("battled", iid)
+    state.put("battle_stats", iid, stats)
+    state.drop("bounded-00000", "duplicate")
+    state.fail("mine:alpha:99", "expert gone")
+    assert state.snapshot() == before
+    rt.redis.hdel("warrior:campaign:bounded:meta", "compacted_at")  # as if the first compaction was cut short
+    assert state.compact(rt.store) == key, "the same tables: the same archive"
+    assert not rt.redis.exists("warrior:campaign:bounded:battled", "warrior:campaign:bounded:battle_stats")
+    assert state.snapshot() == before
 
 
 def test_resuming_a_compacted_campaign_finds_every_stage_done_and_sends_nothing(rt: Runtime) -> None:

@@ -52,7 +52,6 @@ return 1
 # by the number of reasons, kinds and stages, never by the number of instructions.
 KEPT_KEYS = frozenset({
     "meta", "counters", "timing", "controller", "meta_pointers", "matchmaking", "roster", "vote_points",
-    "drop_counts", "failure_counts", "battle_sums",
 })  # fmt: skip
 # The miner's near-duplicate index: needed only while mining, rebuilt by nothing after; dropped, not archived.
 INDEX_PREFIX = "lsh:"
@@ -60,6 +59,8 @@ INDEX_PREFIX = "lsh:"
 COUNTED_SETS = ("mine_done", "mined", "screened", "kept", "battled", "scored", "collected", "finished",
                 "backfill_sent", "backfill_done", "votes_counted")  # fmt: skip
 TALLIED_TABLES = {"dropped": "drop_counts", "failures": "failure_counts", "battle_stats": "battle_sums"}
+# A compacted campaign's tallies are frozen in its summary: a late redelivery that writes a mark again
+# after compaction (into a fresh key) cannot count twice.
 _UNREAD = object()  # the campaign's summary, not read yet
 _archives: OrderedDict[str, dict[str, Any]] = OrderedDict()  # archive key -> tables; immutable once written
 
@@ -177,6 +178,13 @@ class CampaignState:
         out.update({str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()})
         return out
 
+    def reasons(self, table: str) -> dict[str, str]:
+        """A hash of plain strings (`dropped`: item -> reason, `failures`: unit -> error), archived or not."""
+        archive = self._archive()
+        out = dict(archive["hashes"].get(table, {})) if archive is not None else {}
+        out.update({str(k): str(v) for k, v in self._r.hgetall(self._k(table)).items()})
+        return out
+
     def lookup(self, table: str, items: list[str]) -> list[Any]:
         """The values of a few fields of a table (None where absent), archived or not."""
         if not items:
@@ -274,9 +282,9 @@ class CampaignState:
 
     def _tally(self, table: str, summary: dict[str, Any] | None) -> dict[str, float] | None:
         """The tally of a per-item hash when it covers every field, else None (read the hash whole)."""
-        tally = {str(k): float(v) for k, v in self._r.hgetall(self._k(TALLIED_TABLES[table])).items()}
         if summary is not None:
-            return tally  # rebuilt from the whole hash when the campaign was compacted
+            return {str(k): float(v) for k, v in summary["tallies"][table].items()}
+        tally = {str(k): float(v) for k, v in self._r.hgetall(self._k(TALLIED_TABLES[table])).items()}
         size = int(self._r.hlen(self._k(table)))
         covered = tally.get("parts", 0.0) if table == "battle_stats" else sum(tally.values())
         return tally if round(covered) == size else None
@@ -319,8 +327,12 @@ class CampaignState:
 
     # -- compaction --------------------------------------------------------------------------
     def compacted(self) -> bool:
-        """True once `compact()` moved the campaign's per-instruction state to the store."""
+        """True once `compact()` moved the campaign's per-instruction state to the store (reads go there)."""
         return bool(self._r.hexists(self._k("meta"), "archive"))
+
+    def compaction_complete(self) -> bool:
+        """True once `compact()` also deleted every per-instruction key (False: run it again)."""
+        return bool(self._r.hexists(self._k("meta"), "compacted_at"))
 
     def archive_key(self) -> str | None:
         """The store key of the campaign's archived state, None while it is not compacted."""
@@ -368,7 +380,8 @@ class CampaignState:
         Every set and hash but the bounded ones (KEPT_KEYS) is written, merged with an earlier archive,
         to one store object `runs/<campaign>/state/<content hash>.json`; the meta hash then gets the
         stage sizes and tallies `snapshot()` needs (`summary`) and the archive's key, in one HSET; only
-        then are the per-instruction keys deleted. Interrupted anywhere, it is simply run again.
+        then are the per-instruction keys deleted, and `compacted_at` set last. Interrupted anywhere, it is
+        simply run again (`compaction_complete()` is False until it ran to its end).
         """
         self._store = store
         keys = self._live_keys()
@@ -377,8 +390,9 @@ class CampaignState:
         hashes = {name: dict(fields) for name, fields in archived["hashes"].items()}
         pipe = self._r.pipeline(transaction=False)
         kept = KEPT_KEYS
-        moved = sorted(n for n, kind in keys.items()
-                       if n not in kept and not n.startswith(INDEX_PREFIX) and kind in ("set", "hash"))  # fmt: skip
+        tallies = set(TALLIED_TABLES.values())
+        moved = sorted(n for n, kind in keys.items() if n not in kept and n not in tallies
+                       and not n.startswith(INDEX_PREFIX) and kind in ("set", "hash"))  # fmt: skip
         for name in moved:
             if keys[name] == "set":
                 pipe.smembers(self._k(name))
@@ -403,18 +417,13 @@ class CampaignState:
             "counts": {stage: len(sets.get(stage, ())) for stage in sorted(set(COUNTED_SETS) | set(sets))},
             "sizes": {name: len(fields) for name, fields in sorted(hashes.items())},
             "failure_examples": dict(sorted(failures.items())[:10]),
+            "tallies": {"dropped": dict(dropped), "failures": dict(kinds), "battle_stats": sums},
         }
-        pipe = self._r.pipeline(transaction=True)
-        for table, counts in (("drop_counts", dropped), ("failure_counts", kinds), ("battle_sums", sums)):
-            pipe.delete(self._k(table))
-            if counts:
-                pipe.hset(self._k(table), mapping={k: str(v) for k, v in counts.items()})
-        pipe.hset(self._k("meta"), mapping={"summary": json.dumps(summary, sort_keys=True), "archive": key,
-                                            "compacted_at": str(time.time())})  # fmt: skip
-        pipe.execute()
-        gone = moved + [n for n in keys if n.startswith(INDEX_PREFIX)]
+        self._r.hset(self._k("meta"), mapping={"summary": json.dumps(summary, sort_keys=True), "archive": key})
+        gone = moved + [n for n in keys if n.startswith(INDEX_PREFIX) or n in tallies]
         for i in range(0, len(gone), 500):
             self._r.delete(*(self._k(n) for n in gone[i : i + 500]))
+        self._r.hset(self._k("meta"), "compacted_at", str(time.time()))
         return key
 
     def _newcomers_matchmaking(self) -> list[str]:

@@ -76,7 +76,7 @@ class CampaignController:
             except KeyError:  # listed but its state is gone (Redis flushed): `resume` restores it
                 continue
             if status == "finished":
-                if not state.compacted() and still_leader():
+                if not state.compaction_complete() and still_leader():
                     actions[campaign] = self._compact(state)
                 continue
             if status not in ACTIVE:
