@@ -25,7 +25,8 @@ def deliveries_ttl_s() -> int:
     """How long a task's delivery count outlives its last delivery: long enough to see every redelivery
     of a message whose worker keeps dying (each comes back after the visibility timeout, and may retry
     for the retry budget), so the dead-letter limit still holds; the count is deleted as soon as the
-    task ends (`forget_deliveries`), so this bounds only the counts of killed deliveries."""
+    task ends (the task_postrun handler in warrior.common.celery_app), so this bounds only the counts
+    of deliveries whose worker was killed."""
     visibility = float(os.environ.get("WARRIOR_VISIBILITY_TIMEOUT_S", "3600"))
     budget = float(os.environ.get("WARRIOR_RETRY_BUDGET_S", "900"))
     return int((MAX_DELIVERIES + 1) * (visibility + budget)) + 60
@@ -65,10 +66,6 @@ class Runtime:
             f"{task_name}: delivered {count} times (limit {max_deliveries}); dead-lettered at {time.time():.0f}",
         )
         return False
-
-    def forget_deliveries(self, task_id: str, retries: int = 0) -> None:
-        """The task ended (its message is acknowledged and never comes back): drop its delivery counts."""
-        self.redis.delete(*deliveries_keys(task_id, retries))
 
 
 @functools.lru_cache(maxsize=1)
