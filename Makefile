@@ -22,7 +22,7 @@ CHROMIUM ?= $(or $(WARRIOR_CHROMIUM),/usr/bin/chromium)
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-web bench-dedup bench-distilabel demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-web bench-dedup bench-distilabel bench-scaling demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -139,6 +139,9 @@ $(DISTILABEL_VENV)/.installed: bench/requirements-distilabel.txt
 
 bench-distilabel: $(DISTILABEL_VENV)/.installed ## model calls/s, distilabel (batch 50 and 500) vs our campaign, on zero-latency models; table + bench/results/distilabel.json
 	$(PY) bench/distilabel_side_by_side.py --out bench/results/distilabel.json
+
+bench-scaling: ## how cost grows: zero-latency campaigns of 1k, 10k, 100k instructions (SIZES=...); CPU, Redis, store and worker memory per instruction; table + bench/results/scaling.json
+	$(PY) bench/scaling.py --sizes $(or $(SIZES),1000,10000,100000) --out bench/results/scaling.json
 
 bench-dedup: ## near-duplicate screening: the miner's Redis index vs datasketch's Redis LSH at 10k-1M instructions; table + bench/results/dedup.json
 	$(PY) bench/dedup.py --out bench/results/dedup.json
