@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import threading
 import time
@@ -174,7 +175,7 @@ def _key_kinds(client: Any) -> dict[str, int]:
     return dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def run_size(size: int, timeout_s: float) -> dict[str, Any]:
+def run_size(size: int, timeout_s: float, keep: bool = False) -> dict[str, Any]:
     from warrior.cli import campaign as ops
     from warrior.cli.stack import LocalStack
     from warrior.common.campaign_config import parse_campaign_config
@@ -231,6 +232,8 @@ def run_size(size: int, timeout_s: float) -> dict[str, Any]:
         app.close()
     finally:
         stack.down(echo=lambda *_: None)
+    if not keep:  # a 100k campaign's store and logs take gigabytes: gone once measured
+        shutil.rmtree(home, ignore_errors=True)
     mined, kept = snap["instructions"]["mined"], snap["instructions"]["kept"]
     n = max(1, mined)
     total_cpu = sum(cpu.values())
@@ -310,6 +313,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scaling.json"), help="JSON results")
     parser.add_argument("--timeout", type=float, default=48 * 3600, help="seconds one size may take")
     parser.add_argument("--again", action="store_true", help="rerun sizes already in --out")
+    parser.add_argument("--keep", action="store_true", help="keep each size's stack folder (store, Redis, logs)")
     args = parser.parse_args()
     if not os.environ.get("WARRIOR_MBPP_PATH"):
         # Screening decontaminates against MBPP: without a local copy every instruction fails there.
@@ -338,7 +342,7 @@ def main() -> None:
         if size in done and not args.again:
             _log(f"size {size}: already in {out} (--again to rerun)")
             continue
-        done[size] = run_size(size, args.timeout)
+        done[size] = run_size(size, args.timeout, keep=args.keep)
         save()
     save()
     print(f"\nScaling (zero-latency test engine, {EXPERTS} experts; figures at the end of each campaign)")
