@@ -146,6 +146,18 @@ def test_a_finished_campaign_moves_its_per_instruction_state_to_the_store(rt: Ru
     assert CampaignController(rt, app).reconcile_all() == {}
 
 
+def test_the_controller_process_compacts_on_a_thread_of_its_own(rt: Runtime, app: Celery) -> None:
+    """The loop goes on (renewing its lock, watching other campaigns) while a large campaign is compacted."""
+    state = _campaign(rt, "in-background", build=False)
+    _complete(state)
+    controller = CampaignController(rt, app, background=True)
+    assert controller.reconcile_all() == {"in-background": "finished"}
+    controller.wait_for_compactions(timeout_s=30)
+    assert state.compaction_complete() and not rt.redis.exists("warrior:campaign:in-background:mine_done")
+    assert controller.reconcile_all() == {}
+    controller.close()
+
+
 def test_a_complete_campaign_is_finalized_and_a_lost_finalize_is_sent_again(rt: Runtime, app: Celery) -> None:
     state = _campaign(rt, "to-build", stall_s=60)
     _complete(state)

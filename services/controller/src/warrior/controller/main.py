@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     rt = get_runtime()
     app = make_celery("controller")
     leadership = Leadership(rt.redis, args.identity, ttl_s=args.lock_ttl)
-    controller = CampaignController(rt, app)
+    controller = CampaignController(rt, app, background=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                 break
             stop.wait(args.interval)
     finally:
+        controller.close()  # a compaction cut short is redone by the next leader
         leadership.release()
         app.close()
     return 0

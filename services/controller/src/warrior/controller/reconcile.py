@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery
@@ -45,9 +46,16 @@ RESENDS_KEPT = 20  # the newest re-sends shown in `warrior status --json`
 class CampaignController:
     """Drives campaigns to their end; `reconcile_all` is one pass, safe to repeat and to interrupt."""
 
-    def __init__(self, rt: Runtime, app: Celery, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, rt: Runtime, app: Celery, *, clock: Callable[[], float] = time.time, background: bool = False
+    ) -> None:
         self.rt, self.app, self.clock = rt, app, clock
         self._reported: dict[str, str] = {}  # campaign -> its status when its gauges were last set
+        # With `background`, compactions run on a thread of their own: a 100k-instruction campaign takes
+        # tens of seconds (every table read, written to the store, deleted), longer than the leader lock
+        # lives, and the loop must keep renewing it and watching the other campaigns meanwhile.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="warrior-compact") if background else None
+        self._compacting: dict[str, Future[str]] = {}
 
     def report_metrics(self) -> None:
         """Set the campaign and queue gauges (warrior.common.metrics) from Redis: every active campaign,
@@ -173,8 +181,27 @@ class CampaignController:
 
     # -- compaction ----------------------------------------------------------------------------
     def _compact(self, state: CampaignState) -> str:
-        """Move a finished campaign's per-instruction state to the store; tried again on the next pass
-        when the store or Redis fails meanwhile (the campaign is finished either way)."""
+        """Move a finished campaign's per-instruction state to the store, now or on the compaction thread."""
+        if self._pool is None:
+            return self._compact_now(state)
+        running = self._compacting.get(state.campaign)
+        if running is not None and not running.done():
+            return "compact-pending"
+        self._compacting[state.campaign] = self._pool.submit(self._compact_now, state)
+        return "compacting"
+
+    def wait_for_compactions(self, timeout_s: float | None = None) -> None:
+        """Until the compactions sent to the background thread are over (on shutdown, and in tests)."""
+        for future in list(self._compacting.values()):
+            future.result(timeout=timeout_s)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _compact_now(self, state: CampaignState) -> str:
+        """Tried again on the next pass when the store or Redis fails meanwhile (the campaign is finished
+        either way, and a compaction cut short is simply redone)."""
         try:
             key = state.compact(self.rt.store)
         except Exception:  # the campaign is over: a failed compaction only leaves its state in Redis a while
