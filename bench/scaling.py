@@ -209,7 +209,7 @@ def run_size(size: int, timeout_s: float, keep: bool = False) -> dict[str, Any]:
             while True:
                 snap = state.snapshot()
                 elapsed = time.perf_counter() - started
-                if snap["status"] in ("finished", "build_failed") and state.compacted():
+                if snap["status"] == "finished" and state.compaction_complete():
                     break
                 if snap["status"] in ("build_failed", "cancelled"):
                     raise SystemExit(f"error: campaign {campaign} ended {snap['status']}")
