@@ -10,6 +10,7 @@ marks it finished, `compact()` moves every per-instruction set and hash into one
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,8 @@ TALLIED_TABLES = {"dropped": "drop_counts", "failures": "failure_counts", "battl
 # A compacted campaign's tallies are frozen in its summary: a late redelivery that writes a mark again
 # after compaction (into a fresh key) cannot count twice.
 _UNREAD = object()  # the campaign's summary, not read yet
-_archives: OrderedDict[str, dict[str, Any]] = OrderedDict()  # archive key -> tables; immutable once written
+_archives: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_archives_lock = threading.Lock()  # archive key -> tables; immutable once written
 
 
 class CampaignState:
@@ -138,17 +140,19 @@ class CampaignState:
         return bool(self._r.sadd(self._k(stage), item))
 
     def members(self, stage: str) -> set[str]:
-        live = {str(m) for m in self._r.smembers(self._k(stage))}
-        archive = None if stage in KEPT_KEYS else self._archive()
+        if stage in KEPT_KEYS:
+            return {str(m) for m in self._r.smembers(self._k(stage))}
+        members, archive = self._with_archive("smembers", stage)
+        live = {str(m) for m in members}
         if archive is not None:
             live |= set(archive["sets"].get(stage, ()))
         return live
 
     def count(self, stage: str) -> int:
-        summary = self._summary()
+        size, summary = self._with_summary("scard", stage)
         if summary is not None and stage in summary["counts"]:
             return int(summary["counts"][stage])
-        return int(self._r.scard(self._k(stage)))
+        return int(size)
 
     def drop(self, item: str, reason: str) -> None:
         """An instruction left the pipeline for a recorded reason."""
@@ -171,26 +175,27 @@ class CampaignState:
         self._r.hset(self._k(table), item, encoded)
 
     def table(self, table: str) -> dict[str, Any]:
+        if table in KEPT_KEYS:
+            return {str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()}
+        live, archive = self._with_archive("hgetall", table)
         out = {}
-        archive = None if table in KEPT_KEYS else self._archive()
         if archive is not None:
             out = {str(k): json.loads(v) for k, v in archive["hashes"].get(table, {}).items()}
-        out.update({str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()})
+        out.update({str(k): json.loads(v) for k, v in live.items()})
         return out
 
     def reasons(self, table: str) -> dict[str, str]:
         """A hash of plain strings (`dropped`: item -> reason, `failures`: unit -> error), archived or not."""
-        archive = self._archive()
+        live, archive = self._with_archive("hgetall", table)
         out = dict(archive["hashes"].get(table, {})) if archive is not None else {}
-        out.update({str(k): str(v) for k, v in self._r.hgetall(self._k(table)).items()})
+        out.update({str(k): str(v) for k, v in live.items()})
         return out
 
     def lookup(self, table: str, items: list[str]) -> list[Any]:
         """The values of a few fields of a table (None where absent), archived or not."""
         if not items:
             return []
-        raw = self._r.hmget(self._k(table), items)
-        archive = None if table in KEPT_KEYS else self._archive()
+        raw, archive = self._with_archive("hmget", table, items)
         if archive is not None:
             stored = archive["hashes"].get(table, {})
             raw = [value if value is not None else stored.get(item) for item, value in zip(items, raw, strict=True)]
@@ -207,18 +212,20 @@ class CampaignState:
 
     def sums(self, sums: str) -> dict[str, float]:
         """A hash written by `add_once`, as floats."""
+        if sums in KEPT_KEYS:
+            return {str(k): float(v) for k, v in self._r.hgetall(self._k(sums)).items()}
+        live, archive = self._with_archive("hgetall", sums)
         out: dict[str, float] = {}
-        archive = None if sums in KEPT_KEYS else self._archive()
         if archive is not None:
             out = {str(k): float(v) for k, v in archive["hashes"].get(sums, {}).items()}
-        out.update({str(k): float(v) for k, v in self._r.hgetall(self._k(sums)).items()})
+        out.update({str(k): float(v) for k, v in live.items()})
         return out
 
     def table_size(self, table: str) -> int:
-        summary = self._summary()
+        size, summary = self._with_summary("hlen", table)
         if summary is not None and table in summary["sizes"]:
             return int(summary["sizes"][table])
-        return int(self._r.hlen(self._k(table)))
+        return int(size)
 
     def incr(self, counter: str, by: int = 1) -> None:
         """Event counters (ledger reuse, engine calls): these count events, not items."""
@@ -350,19 +357,38 @@ class CampaignState:
             self._store = get_runtime().store
         return self._store
 
+    def _with_archive(self, command: str, name: str, *args: Any) -> tuple[Any, dict[str, Any] | None]:
+        """One read of a live key and, in the same round trip, whether the campaign was compacted: the
+        reply and the archived tables (None while it is not)."""
+        pipe = self._r.pipeline(transaction=False)
+        getattr(pipe, command)(self._k(name), *args)
+        pipe.hget(self._k("meta"), "archive")
+        reply, key = pipe.execute()
+        return reply, None if key is None else self._load_archive(str(key))
+
+    def _with_summary(self, command: str, name: str) -> tuple[Any, dict[str, Any] | None]:
+        """One read of a live key and, in the same round trip, the compacted campaign's summary (or None)."""
+        pipe = self._r.pipeline(transaction=False)
+        getattr(pipe, command)(self._k(name))
+        pipe.hget(self._k("meta"), "summary")
+        reply, raw = pipe.execute()
+        return reply, None if raw is None else dict(json.loads(raw))
+
     def _archive(self) -> dict[str, Any] | None:
         """The tables `compact()` moved to the store, or None for a campaign that was not compacted."""
         key = self._r.hget(self._k("meta"), "archive")
-        if key is None:
-            return None
-        key = str(key)
-        archive = _archives.get(key)
-        if archive is None:
+        return None if key is None else self._load_archive(str(key))
+
+    def _load_archive(self, key: str) -> dict[str, Any]:
+        with _archives_lock:
+            archive = _archives.get(key)
+        if archive is None:  # read outside the lock: another thread may read it too, the result is the same
             archive = dict(self._store_or_runtime().get_json(key))
+        with _archives_lock:
             _archives[key] = archive
+            _archives.move_to_end(key)
             while len(_archives) > 2:
                 _archives.popitem(last=False)
-        _archives.move_to_end(key)
         return archive
 
     def _live_keys(self) -> dict[str, str]:
