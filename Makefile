@@ -140,8 +140,9 @@ $(DISTILABEL_VENV)/.installed: bench/requirements-distilabel.txt
 bench-distilabel: $(DISTILABEL_VENV)/.installed ## model calls/s, distilabel (batch 50 and 500) vs our campaign, on zero-latency models; table + bench/results/distilabel.json
 	$(PY) bench/distilabel_side_by_side.py --out bench/results/distilabel.json
 
-bench-scaling: ## how cost grows: zero-latency campaigns of 1k, 10k, 100k instructions (SIZES=...); CPU, Redis, store and worker memory per instruction; table + bench/results/scaling.json
-	$(PY) bench/scaling.py --sizes $(or $(SIZES),1000,10000,100000) --out bench/results/scaling.json
+SCALING_SIZES ?= 1000,10000,100000
+bench-scaling: ## how cost grows: zero-latency campaigns of 1k, 10k, 100k instructions (SCALING_SIZES=...); CPU, Redis, store and worker memory per instruction; table + bench/results/scaling.json
+	$(PY) bench/scaling.py --sizes $(SCALING_SIZES) --out bench/results/scaling.json
 
 bench-dedup: ## near-duplicate screening: the miner's Redis index vs datasketch's Redis LSH at 10k-1M instructions; table + bench/results/dedup.json
 	$(PY) bench/dedup.py --out bench/results/dedup.json
