@@ -9,9 +9,14 @@ marks it finished, `compact()` moves every per-instruction set and hash into one
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import heapq
+import io
 import json
 import threading
 import time
+import zlib
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +24,6 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
-from warrior.common.ids import content_hash
 
 if TYPE_CHECKING:
     from warrior.common.store import ObjectStore
@@ -63,8 +67,9 @@ TALLIED_TABLES = {"dropped": "drop_counts", "failures": "failure_counts", "battl
 # A compacted campaign's tallies are frozen in its summary: a late redelivery that writes a mark again
 # after compaction (into a fresh key) cannot count twice.
 _UNREAD = object()  # the campaign's summary, not read yet
-_archives: OrderedDict[str, dict[str, Any]] = OrderedDict()
-_archives_lock = threading.Lock()  # archive key -> tables; immutable once written
+# (archive key, kind, table) -> its values: archives never change once written.
+_tables: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_tables_lock = threading.Lock()
 
 
 class CampaignState:
@@ -142,11 +147,8 @@ class CampaignState:
     def members(self, stage: str) -> set[str]:
         if stage in KEPT_KEYS:
             return {str(m) for m in self._r.smembers(self._k(stage))}
-        members, archive = self._with_archive("smembers", stage)
-        live = {str(m) for m in members}
-        if archive is not None:
-            live |= set(archive["sets"].get(stage, ()))
-        return live
+        members, archived = self._with_archive("smembers", stage)
+        return {str(m) for m in members} | set(archived or ())
 
     def count(self, stage: str) -> int:
         size, summary = self._with_summary("scard", stage)
@@ -177,28 +179,22 @@ class CampaignState:
     def table(self, table: str) -> dict[str, Any]:
         if table in KEPT_KEYS:
             return {str(k): json.loads(v) for k, v in self._r.hgetall(self._k(table)).items()}
-        live, archive = self._with_archive("hgetall", table)
-        out = {}
-        if archive is not None:
-            out = {str(k): json.loads(v) for k, v in archive["hashes"].get(table, {}).items()}
-        out.update({str(k): json.loads(v) for k, v in live.items()})
-        return out
+        live, archived = self._with_archive("hgetall", table)
+        merged = dict(archived or {}) | {str(k): str(v) for k, v in live.items()}
+        return {k: json.loads(v) for k, v in merged.items()}
 
     def reasons(self, table: str) -> dict[str, str]:
         """A hash of plain strings (`dropped`: item -> reason, `failures`: unit -> error), archived or not."""
-        live, archive = self._with_archive("hgetall", table)
-        out = dict(archive["hashes"].get(table, {})) if archive is not None else {}
-        out.update({str(k): str(v) for k, v in live.items()})
-        return out
+        live, archived = self._with_archive("hgetall", table)
+        return dict(archived or {}) | {str(k): str(v) for k, v in live.items()}
 
     def lookup(self, table: str, items: list[str]) -> list[Any]:
         """The values of a few fields of a table (None where absent), archived or not."""
         if not items:
             return []
-        raw, archive = self._with_archive("hmget", table, items)
-        if archive is not None:
-            stored = archive["hashes"].get(table, {})
-            raw = [value if value is not None else stored.get(item) for item, value in zip(items, raw, strict=True)]
+        raw, archived = self._with_archive("hmget", table, items)
+        if archived:
+            raw = [value if value is not None else archived.get(item) for item, value in zip(items, raw, strict=True)]
         return [None if value is None else json.loads(value) for value in raw]
 
     def add_once(self, stage: str, item: str, sums: str, increments: dict[str, float]) -> bool:
@@ -214,12 +210,9 @@ class CampaignState:
         """A hash written by `add_once`, as floats."""
         if sums in KEPT_KEYS:
             return {str(k): float(v) for k, v in self._r.hgetall(self._k(sums)).items()}
-        live, archive = self._with_archive("hgetall", sums)
-        out: dict[str, float] = {}
-        if archive is not None:
-            out = {str(k): float(v) for k, v in archive["hashes"].get(sums, {}).items()}
-        out.update({str(k): float(v) for k, v in live.items()})
-        return out
+        live, archived = self._with_archive("hgetall", sums)
+        merged = dict(archived or {}) | {str(k): str(v) for k, v in live.items()}
+        return {k: float(v) for k, v in merged.items()}
 
     def table_size(self, table: str) -> int:
         size, summary = self._with_summary("hlen", table)
@@ -357,14 +350,16 @@ class CampaignState:
             self._store = get_runtime().store
         return self._store
 
-    def _with_archive(self, command: str, name: str, *args: Any) -> tuple[Any, dict[str, Any] | None]:
+    def _with_archive(self, command: str, name: str, *args: Any) -> tuple[Any, Any]:
         """One read of a live key and, in the same round trip, whether the campaign was compacted: the
-        reply and the archived tables (None while it is not)."""
+        reply and the table's archived values (a set's members, a hash's fields; None while not compacted)."""
         pipe = self._r.pipeline(transaction=False)
         getattr(pipe, command)(self._k(name), *args)
         pipe.hget(self._k("meta"), "archive")
         reply, key = pipe.execute()
-        return reply, None if key is None else self._load_archive(str(key))
+        if key is None:
+            return reply, None
+        return reply, self._archived(str(key), "set" if command == "smembers" else "hash", name)
 
     def _with_summary(self, command: str, name: str) -> tuple[Any, dict[str, Any] | None]:
         """One read of a live key and, in the same round trip, the compacted campaign's summary (or None)."""
@@ -374,22 +369,19 @@ class CampaignState:
         reply, raw = pipe.execute()
         return reply, None if raw is None else dict(json.loads(raw))
 
-    def _archive(self) -> dict[str, Any] | None:
-        """The tables `compact()` moved to the store, or None for a campaign that was not compacted."""
-        key = self._r.hget(self._k("meta"), "archive")
-        return None if key is None else self._load_archive(str(key))
-
-    def _load_archive(self, key: str) -> dict[str, Any]:
-        with _archives_lock:
-            archive = _archives.get(key)
-        if archive is None:  # read outside the lock: another thread may read it too, the result is the same
-            archive = dict(self._store_or_runtime().get_json(key))
-        with _archives_lock:
-            _archives[key] = archive
-            _archives.move_to_end(key)
-            while len(_archives) > 2:
-                _archives.popitem(last=False)
-        return archive
+    def _archived(self, key: str, kind: str, name: str) -> Any:
+        """One table of an archive (None when it has none of that name), read alone: the archive is one
+        gzipped JSON-lines object, a line per table, so a reader of `categories` parses only that line."""
+        with _tables_lock:
+            if (key, kind, name) in _tables:
+                _tables.move_to_end((key, kind, name))
+                return _tables[(key, kind, name)]
+        value = read_archived_table(self._store_or_runtime().get(key), kind, name)
+        with _tables_lock:
+            _tables[(key, kind, name)] = value
+            while len(_tables) > 8:
+                _tables.popitem(last=False)
+        return value
 
     def _live_keys(self) -> dict[str, str]:
         """The campaign's keys in Redis (name after the prefix -> Redis type)."""
@@ -404,47 +396,61 @@ class CampaignState:
         """Move a finished campaign's per-instruction state out of Redis; the archive's store key.
 
         Every set and hash but the bounded ones (KEPT_KEYS) is written, merged with an earlier archive,
-        to one store object `runs/<campaign>/state/<content hash>.json`; the meta hash then gets the
+        to one store object `runs/<campaign>/state/<content hash>.jsonl.gz` (a line per table), table by
+        table, so memory holds one table at a time however large the campaign; the meta hash then gets the
         stage sizes and tallies `snapshot()` needs (`summary`) and the archive's key, in one HSET; only
-        then are the per-instruction keys deleted, and `compacted_at` set last. Interrupted anywhere, it is
-        simply run again (`compaction_complete()` is False until it ran to its end).
+        then are the per-instruction keys deleted, and `compacted_at` set last. Interrupted anywhere, it
+        is simply run again (`compaction_complete()` is False until it ran to its end).
         """
         self._store = store
         keys = self._live_keys()
-        archived = self._archive() or {"sets": {}, "hashes": {}}
-        sets = {name: set(members) for name, members in archived["sets"].items()}
-        hashes = {name: dict(fields) for name, fields in archived["hashes"].items()}
-        pipe = self._r.pipeline(transaction=False)
-        kept = KEPT_KEYS
+        earlier_key = self.archive_key()
+        earlier = (self._summary() or {}).get("tables", {"set": [], "hash": []}) if earlier_key else {}
         tallies = set(TALLIED_TABLES.values())
-        moved = sorted(n for n, kind in keys.items() if n not in kept and n not in tallies
+        moved = sorted(n for n, kind in keys.items() if n not in KEPT_KEYS and n not in tallies
                        and not n.startswith(INDEX_PREFIX) and kind in ("set", "hash"))  # fmt: skip
-        for name in moved:
-            if keys[name] == "set":
-                pipe.smembers(self._k(name))
-            else:
-                pipe.hgetall(self._k(name))
-        for name, value in zip(moved, pipe.execute(), strict=True):
-            if keys[name] == "set":
-                sets.setdefault(name, set()).update(str(m) for m in value)
-            else:
-                hashes.setdefault(name, {}).update({str(k): str(v) for k, v in value.items()})
-        tables = {"sets": {n: sorted(m) for n, m in sorted(sets.items())}, "hashes": dict(sorted(hashes.items()))}
-        key = f"runs/{self.campaign}/state/{content_hash(tables, length=16)}.json"
-        store.put_json(key, {"campaign": self.campaign, "format": 1} | tables, if_absent=True)
-        dropped = Counter(hashes.get("dropped", {}).values())
-        failures = hashes.get("failures", {})
-        kinds = Counter(k.split(":", 1)[0] for k in failures)
-        sums: dict[str, float] = {}
-        for raw in hashes.get("battle_stats", {}).values():
-            for field, by in _stat_increments(json.loads(raw)).items():
-                sums[field] = sums.get(field, 0.0) + by
-        summary = {
-            "counts": {stage: len(sets.get(stage, ())) for stage in sorted(set(COUNTED_SETS) | set(sets))},
-            "sizes": {name: len(fields) for name, fields in sorted(hashes.items())},
-            "failure_examples": dict(sorted(failures.items())[:10]),
-            "tallies": {"dropped": dict(dropped), "failures": dict(kinds), "battle_stats": sums},
+        names = {
+            kind: sorted({n for n in moved if keys[n] == kind} | set(earlier.get(kind, ()))) for kind in ("set", "hash")
         }
+        gzip_ = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip stream
+        digest = hashlib.sha256()
+        parts: list[bytes] = []
+
+        def emit(line: bytes) -> None:
+            digest.update(line)
+            parts.append(gzip_.compress(line))
+
+        emit(json.dumps({"campaign": self.campaign, "format": 2}, sort_keys=True).encode() + b"\n")
+        counts: dict[str, int] = dict.fromkeys(COUNTED_SETS, 0)
+        sizes: dict[str, int] = {}
+        summary: dict[str, Any] = {
+            "failure_examples": {},
+            "tallies": {"dropped": {}, "failures": {}, "battle_stats": {}},
+        }
+        tables: dict[str, list[str]] = {"set": [], "hash": []}
+        for name in names["set"]:
+            members = set(self._archived(earlier_key, "set", name) or ()) if earlier_key else set()
+            members.update(str(m) for m in self._r.sscan_iter(self._k(name), count=1000))
+            counts[name] = len(members)
+            if members:
+                emit(_table_line("set", name, sorted(members)))
+                tables["set"].append(name)
+        for name in names["hash"]:
+            fields = dict(self._archived(earlier_key, "hash", name) or {}) if earlier_key else {}
+            fields.update((str(k), str(v)) for k, v in self._r.hscan_iter(self._k(name), count=1000))
+            sizes[name] = len(fields)
+            if name in TALLIED_TABLES:
+                summary["tallies"][name] = _tally_of(name, fields)
+            if name == "failures":
+                summary["failure_examples"] = dict(heapq.nsmallest(10, fields.items()))
+            if fields:
+                emit(_table_line("hash", name, fields))
+                tables["hash"].append(name)
+        parts.append(gzip_.flush())
+        key = f"runs/{self.campaign}/state/{digest.hexdigest()[:16]}.jsonl.gz"
+        store.put(key, b"".join(parts), if_absent=True)
+        parts.clear()
+        summary |= {"counts": dict(sorted(counts.items())), "sizes": dict(sorted(sizes.items())), "tables": tables}
         self._r.hset(self._k("meta"), mapping={"summary": json.dumps(summary, sort_keys=True), "archive": key})
         gone = moved + [n for n in keys if n.startswith(INDEX_PREFIX) or n in tallies]
         for i in range(0, len(gone), 500):
@@ -470,6 +476,40 @@ class CampaignState:
             and snap["backfills"]["done"] >= snap["backfills"]["sent"]
             and not snap["newcomers_matchmaking"]
         )
+
+
+def _table_line(kind: str, name: str, values: Any) -> bytes:
+    """One table of an archive: `{"kind":...,"name":...,"values":...}` on one line (the prefix is what a
+    reader looks for)."""
+    body = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _line_prefix(kind, name) + body.encode() + b"}\n"
+
+
+def _line_prefix(kind: str, name: str) -> bytes:
+    return f'{{"kind":{json.dumps(kind)},"name":{json.dumps(name)},"values":'.encode()
+
+
+def read_archived_table(data: bytes, kind: str, name: str) -> Any:
+    """The values of one table of an archive's bytes (None when it has no such table), read line by line."""
+    prefix = _line_prefix(kind, name)
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as lines:
+        for line in lines:
+            if line.startswith(prefix):
+                return json.loads(line)["values"]
+    return None
+
+
+def _tally_of(table: str, fields: dict[str, str]) -> dict[str, float]:
+    """A per-item hash's tally, from the hash read whole (what the running campaign kept beside it)."""
+    if table == "dropped":
+        return {k: float(v) for k, v in Counter(fields.values()).items()}
+    if table == "failures":
+        return {k: float(v) for k, v in Counter(f.split(":", 1)[0] for f in fields).items()}
+    sums: dict[str, float] = {}
+    for raw in fields.values():
+        for field, by in _stat_increments(json.loads(raw)).items():
+            sums[field] = sums.get(field, 0.0) + by
+    return sums
 
 
 def _stat_increments(stats: dict[str, Any]) -> dict[str, float]:
