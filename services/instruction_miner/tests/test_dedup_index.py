@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 import threading
 
+import numpy as np
 import pytest
 
 from warrior.common.redis_client import connect
+from warrior.instruction_miner import dedup_index
 from warrior.instruction_miner.dedup_index import SharedDedupIndex
 
 BASE = (
@@ -71,6 +73,39 @@ def test_redelivery_of_a_kept_item_is_kept_again(redis_url: str) -> None:
     index = SharedDedupIndex(connect(redis_url), "c1")
     assert index.check_and_insert("i1", BASE) is None
     assert index.check_and_insert("i1", BASE) is None
+
+
+def test_redelivery_after_its_duplicate_was_dropped(redis_url: str) -> None:
+    # The kept one stays kept, and the dropped one is dropped again against the same original.
+    index = SharedDedupIndex(connect(redis_url), "c1")
+    assert index.check_and_insert("i1", BASE) is None
+    assert index.check_and_insert("i2", NEAR) == "i1"
+    assert index.check_and_insert("i1", BASE) is None
+    assert index.check_and_insert("i2", NEAR) == "i1"
+
+
+def test_a_bucket_shared_by_hundreds_of_instructions_is_searched_whole(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """600 indexed requests share one band (a common boilerplate opening) without being near-duplicates;
+    a near-duplicate of the last of them (in id order) is still found, and a request unlike them all kept."""
+    rng = np.random.default_rng(3)
+    shared_band = rng.integers(0, 2**32 - 1, size=5, dtype=np.uint32)
+    crafted: dict[str, np.ndarray] = {}
+    for k in range(600):
+        values = rng.integers(0, 2**32 - 1, size=128, dtype=np.uint32)
+        values[:5] = shared_band
+        crafted[f"request {k}"] = values
+    near = crafted["request 599"].copy()
+    near[100:110] += 1  # 118 of 128 positions still agree
+    crafted["near"] = near
+    crafted["unlike"] = rng.integers(0, 2**32 - 1, size=128, dtype=np.uint32)
+    monkeypatch.setattr(dedup_index, "signature", lambda text, num_perm: crafted[text])
+    index = SharedDedupIndex(connect(redis_url), "c1")
+    for k in range(600):
+        assert index.check_and_insert(f"i{k:03d}", f"request {k}") is None, k
+    assert index.check_and_insert("j1", "near") == "i599"
+    assert index.check_and_insert("j2", "unlike") is None
 
 
 def test_campaigns_do_not_share_an_index(redis_url: str) -> None:

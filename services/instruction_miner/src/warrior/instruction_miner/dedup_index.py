@@ -30,7 +30,8 @@ from warrior.instruction_miner.minhash import (
 # order) indexed item whose signature agrees that much, else indexes the item and returns nil; an item
 # already indexed (a redelivered task) returns nil without changes. A script runs atomically, so two
 # replicas screening near-duplicates at the same moment never both keep them: whichever runs first
-# inserts, the other finds it.
+# inserts, the other finds it. Candidates grow with the index (requests sharing boilerplate share
+# bands), so their signatures come in one HMGET per 256 and a comparison stops as soon as it is decided.
 _CHECK_AND_INSERT = """
 local item, sig, need, packed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if redis.call('hexists', KEYS[1], item) == 1 then return false end
@@ -47,14 +48,23 @@ for i = 1, #fields do
 end
 if #candidates > 0 then
   table.sort(candidates)
-  for _, c in ipairs(candidates) do
-    local other = redis.call('hget', KEYS[1], c)
-    if other and #other == #sig then
-      local agree = 0
-      for p = 1, #sig, 4 do
-        if string.sub(sig, p, p + 3) == string.sub(other, p, p + 3) then agree = agree + 1 end
+  local spare = #sig / 4 - need
+  for first = 1, #candidates, 256 do
+    local chunk = {unpack(candidates, first, math.min(first + 255, #candidates))}
+    local others = redis.call('hmget', KEYS[1], unpack(chunk))
+    for k, other in ipairs(others) do
+      if other and #other == #sig then
+        local agree, differ = 0, 0
+        for p = 1, #sig, 4 do
+          if string.sub(sig, p, p + 3) == string.sub(other, p, p + 3) then
+            agree = agree + 1
+            if agree >= need then return chunk[k] end
+          else
+            differ = differ + 1
+            if differ > spare then break end
+          end
+        end
       end
-      if agree >= need then return c end
     end
   end
 end
