@@ -97,7 +97,10 @@ def ours_run(per_expert: int) -> dict[str, Any]:
         "calls_per_s": round(len(calls) / seconds, 1),
         "screen_busy_s": round(screen_s, 2),
         "screen_tasks": screen_tasks,
-        "screen_s_per_instruction": round(screen_s / screen_tasks, 4) if screen_tasks else None,
+        # Screen tasks carry batches: the cost per instruction is over the instructions screened.
+        "screen_s_per_instruction": round(screen_s / snap["instructions"]["screened"], 4)
+        if snap["instructions"]["screened"]
+        else None,
         "stage_busy_s": {k.split(".")[1]: round(v, 2) for k, v in timing.items() if k.endswith(".seconds")},
     }
 

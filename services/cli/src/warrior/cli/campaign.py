@@ -9,6 +9,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from warrior.common import queues
+from warrior.common.batches import chunks
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_recovery import CampaignError, resend_unfinished, restore, wait_for_experts
 from warrior.common.campaign_state import CampaignState, list_campaigns
@@ -34,13 +35,10 @@ def start(rt: Runtime, app: Celery, config: CampaignConfig, *, experts_timeout_s
     rt.store.put_json(f"runs/{campaign}/config.json", config.model_dump(mode="json"), if_absent=True)
     for name in config.expert_names:
         state.mark("roster", name)
-    for expert in config.expert_names:
-        for index in range(config.mining.per_expert):
-            app.send_task(
-                queues.TASK_MINE,
-                args=[campaign, expert, index],
-                task_id=task_id("mine", campaign, expert, index),
-            )
+    # Experts interleaved, so that each batch asks every expert for instructions at once.
+    units = [[expert, index] for index in range(config.mining.per_expert) for expert in config.expert_names]
+    for batch in chunks(units, config.pipeline.batch_size):
+        app.send_task(queues.TASK_MINE, args=[campaign, batch], task_id=task_id("mine", campaign, *batch))
     return campaign
 
 

@@ -428,6 +428,21 @@ class ControllerConfig(_Strict):
     stall_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
 
 
+class PipelineConfig(_Strict):
+    """How work moves between stages: tasks carry batches of instructions (see warrior.common.batches)."""
+
+    batch_size: int = Field(
+        16, ge=1, le=512, description="most instructions (or mining units) one stage task carries and works at once"
+    )
+    spread: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="when the next stage's queue is empty, a batch goes on split into up to this many tasks, so "
+        "idle workers share it",
+    )
+
+
 class CampaignConfig(_Strict):
     """One campaign: the roster and how each stage runs."""
 
@@ -448,6 +463,7 @@ class CampaignConfig(_Strict):
     scoring: ScoringConfig = ScoringConfig()
     dataset: DatasetConfig = DatasetConfig()
     controller: ControllerConfig = ControllerConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
     @field_validator("campaign")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 
 from warrior.common import queues
+from warrior.common.batches import chunks
 from warrior.common.campaign_config import CampaignConfig, parse_campaign_config
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import task_id
@@ -66,7 +67,8 @@ def restore(rt: Runtime, campaign: str) -> CampaignState:
 
 
 def resend_unfinished(app: Celery, state: CampaignState, config: CampaignConfig, attempt: str) -> dict[str, int]:
-    """Send the first unfinished stage of every unit of work again; how many of each stage were sent.
+    """Send the first unfinished stage of every unit of work again; how many units of each stage were sent
+    (batched stages go in batches of the campaign's `pipeline.batch_size`).
 
     `attempt` names the tasks (`task_id(stage, campaign, ..., attempt)`), so a re-send is not taken
     for a duplicate of the message it replaces."""
@@ -78,20 +80,23 @@ def resend_unfinished(app: Celery, state: CampaignState, config: CampaignConfig,
         app.send_task(name, args=args, task_id=task_id(stage, campaign, *key, attempt), **options)
         sent[stage] += 1
 
+    def send_batches(stage: str, name: str, items: list[Any]) -> None:
+        """Unfinished units of a batched stage, re-sent in batches of the campaign's batch size."""
+        for batch in chunks(items, config.pipeline.batch_size):
+            app.send_task(name, args=[campaign, batch], task_id=task_id(stage, campaign, *batch, attempt))
+            sent[stage] += len(batch)
+
     mine_done = state.members("mine_done")
-    for expert, index in ((e, i) for e in config.expert_names for i in range(config.mining.per_expert)):
-        if f"{expert}:{index}" not in mine_done:
-            send("mine", queues.TASK_MINE, [campaign, expert, index], expert, index)
-    for iid in sorted(state.members("mined") - state.members("screened")):
-        send("screen", queues.TASK_SCREEN, [campaign, iid], iid)
+    send_batches("mine", queues.TASK_MINE, [
+        [expert, index] for index in range(config.mining.per_expert) for expert in config.expert_names
+        if f"{expert}:{index}" not in mine_done
+    ])  # fmt: skip
+    send_batches("screen", queues.TASK_SCREEN, sorted(state.members("mined") - state.members("screened")))
     battled, scored = state.members("battled"), state.members("scored")
-    for iid in sorted(state.members("kept") - state.members("finished")):
-        if iid in scored:
-            send("collect", queues.TASK_COLLECT, [campaign, iid], iid)
-        elif iid in battled:
-            send("score", queues.TASK_SCORE, [campaign, iid], iid)
-        else:
-            send("battle", queues.TASK_BATTLE, [campaign, iid], iid)
+    unfinished = sorted(state.members("kept") - state.members("finished"))
+    send_batches("collect", queues.TASK_COLLECT, [iid for iid in unfinished if iid in scored])
+    send_batches("score", queues.TASK_SCORE, [iid for iid in unfinished if iid not in scored and iid in battled])
+    send_batches("battle", queues.TASK_BATTLE, [iid for iid in unfinished if iid not in scored and iid not in battled])
     # Experts that joined mid-campaign: their unfinished backfills, else their next matchmaking round.
     backfilling = set()
     for part in sorted(state.members("backfill_sent") - state.members("backfill_done")):

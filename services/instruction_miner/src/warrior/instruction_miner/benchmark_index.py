@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,10 @@ from warrior.common.campaign_config import DecontaminationConfig
 from warrior.common.embeddings import embedder
 from warrior.common.ids import content_hash
 from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex, EmbeddingIndex
+
+# lru_cache does not stop two threads of a batch from building the same index at once (twice the work,
+# and both writing one cache file): the first builds it, the others wait for it.
+_BUILDING = threading.Lock()
 
 
 def _problems(benchmarks: tuple[str, ...], mbpp_path: str | None, cache: Path) -> list[Problem]:
@@ -50,7 +55,7 @@ def _embedding_index(
     else:
         vectors = model_.encode(texts)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        partial = saved.with_suffix(f".{os.getpid()}.tmp.npy")
+        partial = saved.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npy")
         np.save(partial, vectors)
         partial.replace(saved)  # whole or absent: a crashed writer leaves no half file behind
     return EmbeddingIndex(items, vectors, model_.encode, threshold)
@@ -58,12 +63,14 @@ def _embedding_index(
 
 def contamination_index(config: DecontaminationConfig, cache: Path) -> ContaminationIndex:
     """The campaign's n-gram index."""
-    return _ngram_index(tuple(sorted(config.benchmarks)), config.ngram, config.mbpp_path, cache)
+    with _BUILDING:
+        return _ngram_index(tuple(sorted(config.benchmarks)), config.ngram, config.mbpp_path, cache)
 
 
 def embedding_index(config: DecontaminationConfig, cache: Path) -> EmbeddingIndex:
     """The campaign's embedding index (loads the embedding model on first use)."""
     settings = config.embedding
-    return _embedding_index(
-        tuple(sorted(config.benchmarks)), settings.model, settings.threshold, config.mbpp_path, cache
-    )
+    with _BUILDING:
+        return _embedding_index(
+            tuple(sorted(config.benchmarks)), settings.model, settings.threshold, config.mbpp_path, cache
+        )

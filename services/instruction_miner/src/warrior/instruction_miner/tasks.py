@@ -1,14 +1,15 @@
-"""The miner's stages: mine one instruction from one expert, screen one instruction."""
+"""The miner's stages: mine instructions from experts, screen mined instructions (one unit, or a batch)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from warrior.common.batches import run_each
 from warrior.common.benchmarks import BenchmarkDataError
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
-from warrior.common.embeddings import EmbeddingError
+from warrior.common.embeddings import DEFAULT_MODEL, EmbeddingError, embedder
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
 from warrior.common.ledger import CallLedger, RevisionMismatch
@@ -166,7 +167,44 @@ def _quality(rt: Runtime, state: CampaignState, record: dict[str, Any]) -> dict[
     )
 
 
-def screen(rt: Runtime, campaign: str, iid: str) -> bool:
+def mine_batch(rt: Runtime, campaign: str, batch: list[tuple[str, int]]) -> list[str]:
+    """Mine every (attacker, index) unit of a batch at once; the ids of the instructions mined."""
+    mined = run_each(lambda unit: mine(rt, campaign, unit[0], int(unit[1])), batch, concurrency=len(batch))
+    return [iid for iid in mined if iid is not None]
+
+
+def screen_batch(rt: Runtime, campaign: str, iids: list[str]) -> list[str]:
+    """Screen a batch of mined instructions at once; the ids of those kept, in batch order.
+
+    The batch's texts are embedded in one call first (the embedder keeps them for the
+    decontamination and on-topic checks), then each instruction is screened as `screen` does."""
+    records: list[dict[str, Any] | None] = run_each(lambda iid: _load(rt, campaign, iid), iids, concurrency=len(iids))
+    texts = [r["text"] for r in records if r is not None and r.get("text")]
+    config = CampaignState(rt.redis, campaign).campaign_config()
+    decontamination = config.screening.decontamination.embedding
+    models = {decontamination.model} if decontamination.enabled else set()
+    if config.screening.on_topic.enabled:
+        models.add(DEFAULT_MODEL)  # the on-topic classifier's model
+    try:
+        for model in sorted(models):
+            embedder(model).encode(texts)
+    except EmbeddingError:
+        pass  # each instruction's own check records the failure with its id
+    kept = run_each(
+        lambda pair: screen(rt, campaign, pair[0], record=pair[1]), list(zip(iids, records, strict=True)),
+        concurrency=len(iids),
+    )  # fmt: skip
+    return [iid for iid, ok in zip(iids, kept, strict=True) if ok]
+
+
+def _load(rt: Runtime, campaign: str, iid: str) -> dict[str, Any] | None:
+    try:
+        return rt.store.get_json(instruction_key(campaign, iid))
+    except ObjectNotFound:
+        return None
+
+
+def screen(rt: Runtime, campaign: str, iid: str, *, record: dict[str, Any] | None = None) -> bool:
     """Keep or drop one mined instruction; True when it is kept.
 
     In order: shape filters, truncation, decontamination (13-grams, then embeddings), the on-topic
@@ -176,9 +214,8 @@ def screen(rt: Runtime, campaign: str, iid: str) -> bool:
     """
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
-    try:
-        record = rt.store.get_json(instruction_key(campaign, iid))
-    except ObjectNotFound:
+    record = record if record is not None else _load(rt, campaign, iid)
+    if record is None:
         state.drop(iid, "missing_record")
         state.mark("screened", iid)
         return False

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -275,7 +276,16 @@ class TopicClassifier:
         return self.scores([text])[0]
 
 
-@functools.lru_cache(maxsize=2)
+_LOADING = threading.Lock()
+
+
 def classifier(model: str = DEFAULT_MODEL) -> TopicClassifier:
-    """The process's classifier for an embedding model: prototypes embedded once (loads the model)."""
+    """The process's classifier for an embedding model: prototypes embedded once (loads the model); the
+    threads of a batch asking at once wait for one build."""
+    with _LOADING:
+        return _classifier(model)
+
+
+@functools.lru_cache(maxsize=2)
+def _classifier(model: str) -> TopicClassifier:
     return TopicClassifier(embedder(model).encode)

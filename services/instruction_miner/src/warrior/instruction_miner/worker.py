@@ -1,16 +1,21 @@
 """Celery worker of the instruction-miner service: queues `mine` and `screen`.
 
 Run: celery -A warrior.instruction_miner.worker worker -Q mine,screen
+
+Each task carries a batch (see warrior.common.batches); a message with a single unit, the form a
+one-unit re-send uses, is a batch of one.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task
 
 from warrior.common import queues
+from warrior.common.batches import send_batches, units
 from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
-from warrior.common.ids import task_id
 from warrior.common.runtime import get_runtime
 from warrior.instruction_miner import tasks
 
@@ -18,28 +23,38 @@ app = make_celery("instruction_miner")
 
 
 @app.task(name=queues.TASK_MINE, bind=True, ignore_result=True)
-def mine(self: Task, campaign: str, attacker: str, index: int) -> str | None:
+def mine(self: Task, campaign: str, attacker: str | list[Any], index: int | None = None) -> list[str]:
+    """Mine a batch of (attacker, index) units (or the one unit `attacker`, `index`)."""
+    batch = [(str(a), int(i)) for a, i in attacker] if index is None else [(str(attacker), int(index))]
     rt = get_runtime()
-    if CampaignState(rt.redis, campaign).cancelled():
-        return None
+    state = CampaignState(rt.redis, campaign)
+    if state.cancelled():
+        return []
     if not rt.admit(self.request.id, queues.TASK_MINE, attempt=self.request.retries or 0):
-        tasks.abandon_mine(rt, campaign, attacker, index, "dead-lettered after repeated deliveries")
-        return None
-    iid = tasks.mine(rt, campaign, attacker, index)
-    if iid is not None:
-        app.send_task(queues.TASK_SCREEN, args=[campaign, iid], task_id=task_id("screen", campaign, iid))
-    return iid
+        for unit_attacker, unit_index in batch:
+            tasks.abandon_mine(rt, campaign, unit_attacker, unit_index, "dead-lettered after repeated deliveries")
+        return []
+    mined = tasks.mine_batch(rt, campaign, batch)
+    pipeline = state.campaign_config().pipeline
+    send_batches(app, rt.redis, queues.TASK_SCREEN, campaign, mined, stage="screen",
+                 batch_size=pipeline.batch_size, spread=pipeline.spread)  # fmt: skip
+    return mined
 
 
 @app.task(name=queues.TASK_SCREEN, bind=True, ignore_result=True)
-def screen(self: Task, campaign: str, iid: str) -> bool:
+def screen(self: Task, campaign: str, iids: str | list[str]) -> list[str]:
+    """Screen a batch of mined instructions (or one); the kept ones go on to their battles."""
+    batch = units(iids)
     rt = get_runtime()
-    if CampaignState(rt.redis, campaign).cancelled():
-        return False
+    state = CampaignState(rt.redis, campaign)
+    if state.cancelled():
+        return []
     if not rt.admit(self.request.id, queues.TASK_SCREEN, attempt=self.request.retries or 0):
-        tasks.abandon_screen(rt, campaign, iid, "dead_lettered")
-        return False
-    kept = tasks.screen(rt, campaign, iid)
-    if kept:
-        app.send_task(queues.TASK_BATTLE, args=[campaign, iid], task_id=task_id("battle", campaign, iid))
+        for iid in batch:
+            tasks.abandon_screen(rt, campaign, iid, "dead_lettered")
+        return []
+    kept = tasks.screen_batch(rt, campaign, batch)
+    pipeline = state.campaign_config().pipeline
+    send_batches(app, rt.redis, queues.TASK_BATTLE, campaign, kept, stage="battle",
+                 batch_size=pipeline.batch_size, spread=pipeline.spread)  # fmt: skip
     return kept

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
+from warrior.common.batches import run_each
 from warrior.common.battles import battle_key, instruction_of, load_battle, merge, part_id
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
@@ -140,26 +141,40 @@ def _experts(state: CampaignState, config: CampaignConfig) -> list[str]:
 
 def score(rt: Runtime, campaign: str, iid: str, newcomer: str | None = None) -> dict[str, Any]:
     """Record a battle part's votes and the instruction's provisional winner under the current ratings."""
+    return score_batch(rt, campaign, [iid], newcomer)[0]
+
+
+def score_batch(rt: Runtime, campaign: str, iids: list[str], newcomer: str | None = None) -> list[dict[str, Any]]:
+    """Record the votes of a batch of battle parts, fit the provisional ratings once, and record each
+    instruction's provisional winner under them; the score records, in batch order."""
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
-    part = iid if newcomer is None else f"{iid}+{newcomer}"
-    own = rt.store.get_json(battle_key(campaign, iid, newcomer))
-    own_outcomes = outcomes_of(own)
-    state.put("votes", part, [[o.a, o.b, o.winner] for o in own_outcomes])
-    if state.mark("votes_recorded", part):  # a redelivery keeps the part's first place in arrival order
-        state.put("vote_order", part, time.time())
-    state.add_once("votes_counted", part, "vote_points", _points(own_outcomes))
+    battles = run_each(lambda iid: rt.store.get_json(battle_key(campaign, iid, newcomer)), iids, concurrency=len(iids))
+    parts = []
+    for iid, own in zip(iids, battles, strict=True):
+        part = iid if newcomer is None else f"{iid}+{newcomer}"
+        own_outcomes = outcomes_of(own)
+        state.put("votes", part, [[o.a, o.b, o.winner] for o in own_outcomes])
+        if state.mark("votes_recorded", part):  # a redelivery keeps the part's first place in arrival order
+            state.put("vote_order", part, time.time())
+        state.add_once("votes_counted", part, "vote_points", _points(own_outcomes))
+        parts.append(part)
     ratings = _provisional_ratings(state, config)
-    result = winner_of(load_battle(rt.store, campaign, iid), ratings, config.scoring.alpha) | {
-        "id": iid,
-        "part": part,
-        "provisional": True,
-        "ratings": ratings,
-    }
-    key = f"runs/{campaign}/scores/{part}.json"
-    rt.store.put_json(key, result, if_absent=True)
-    state.mark("scored" if newcomer is None else "backfill_done", part)
-    return dict(rt.store.get_json(key))
+
+    def record(pair: tuple[str, str]) -> dict[str, Any]:
+        iid, part = pair
+        result = winner_of(load_battle(rt.store, campaign, iid), ratings, config.scoring.alpha) | {
+            "id": iid,
+            "part": part,
+            "provisional": True,
+            "ratings": ratings,
+        }
+        key = f"runs/{campaign}/scores/{part}.json"
+        rt.store.put_json(key, result, if_absent=True)
+        state.mark("scored" if newcomer is None else "backfill_done", part)
+        return dict(rt.store.get_json(key))
+
+    return run_each(record, list(zip(iids, parts, strict=True)), concurrency=len(iids))
 
 
 def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]:

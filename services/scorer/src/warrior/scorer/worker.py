@@ -10,6 +10,7 @@ from typing import Any
 from celery import Task
 
 from warrior.common import queues
+from warrior.common.batches import send_batches, units
 from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
 from warrior.common.ids import task_id
@@ -20,19 +21,24 @@ app = make_celery("scorer")
 
 
 @app.task(name=queues.TASK_SCORE, bind=True, ignore_result=True)
-def score(self: Task, campaign: str, iid: str, newcomer: str | None = None) -> None:
+def score(self: Task, campaign: str, iids: str | list[str], newcomer: str | None = None) -> None:
+    """Score a batch of battles (or one; with `newcomer`, its backfill battles); rows are collected next."""
+    batch = units(iids)
     rt = get_runtime()
-    if CampaignState(rt.redis, campaign).cancelled():
+    state = CampaignState(rt.redis, campaign)
+    if state.cancelled():
         return None
-    part = iid if newcomer is None else f"{iid}+{newcomer}"
+    parts = batch if newcomer is None else [f"{iid}+{newcomer}" for iid in batch]
     if not rt.admit(self.request.id, queues.TASK_SCORE, attempt=self.request.retries or 0):
-        state = CampaignState(rt.redis, campaign)
-        state.fail(f"score:{part}", "dead-lettered after repeated deliveries")
-        state.mark("finished" if newcomer is None else "backfill_done", part)
+        for part in parts:
+            state.fail(f"score:{part}", "dead-lettered after repeated deliveries")
+            state.mark("finished" if newcomer is None else "backfill_done", part)
         return
-    tasks.score(rt, campaign, iid, newcomer)
+    tasks.score_batch(rt, campaign, batch, newcomer)
     if newcomer is None:
-        app.send_task(queues.TASK_COLLECT, args=[campaign, iid], task_id=task_id("collect", campaign, iid))
+        pipeline = state.campaign_config().pipeline
+        send_batches(app, rt.redis, queues.TASK_COLLECT, campaign, batch, stage="collect",
+                     batch_size=pipeline.batch_size, spread=pipeline.spread)  # fmt: skip
         return
     next_round = tasks.round_complete(rt, campaign, newcomer)
     if next_round is not None:
