@@ -429,7 +429,7 @@ class ControllerConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    """How work moves between stages: tasks carry batches of instructions (see warrior.common.batches)."""
+    """How work moves between stages: each task carries a batch of instructions, worked at once."""
 
     batch_size: int = Field(
         16, ge=1, le=512, description="most instructions (or mining units) one stage task carries and works at once"
