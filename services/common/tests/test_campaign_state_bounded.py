@@ -174,6 +174,24 @@ def _reference_reasons(n: int) -> dict[str, str]:
             for i in range(n) if i % 10 == 0 or i % 17 == 0}  # fmt: skip
 
 
+def test_work_added_to_a_compacted_campaign_reopens_it_with_every_table_back(rt: Runtime) -> None:
+    """More mining sent to a finished campaign: its tables come back to Redis and count live again."""
+    state = _campaign(rt, n=90)
+    state.set_status("finished")
+    before = state.snapshot()
+    state.compact(rt.store)
+    state.expect_more_mining(3)
+    assert not state.compacted() and state.status() == "running"
+    again = state.snapshot()
+    assert again | {"status": "finished", "mine": before["mine"], "done": True} == before
+    assert again["mine"]["expected"] == before["mine"]["expected"] + 3 and not again["done"]
+    assert _reference(rt.redis, "bounded") == {k: again[k] if k != "dropped" else again["instructions"]["dropped"]
+                                               for k in _reference(rt.redis, "bounded")}  # fmt: skip
+    state.drop("bounded-new", "off_topic")  # the tallies count on from where they were
+    assert state.snapshot()["instructions"]["dropped"]["off_topic"] == before["instructions"]["dropped"].get(
+        "off_topic", 0) + 1  # fmt: skip
+
+
 def test_a_late_redelivery_after_compaction_counts_nothing_twice(rt: Runtime) -> None:
     """A battle re-sent after the campaign was compacted writes its marks again (into fresh keys): the
     status of the finished campaign stays what it was, and the next compaction folds them in."""

@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -105,7 +106,11 @@ class CampaignState:
         return True
 
     def expect_more_mining(self, units: int) -> None:
-        """Grow the campaign by more mining units (sent by the caller), so `done` waits for them."""
+        """Grow the campaign by more mining units (sent by the caller), so `done` waits for them.
+
+        A finished campaign that was compacted is reopened first (`reopen`): its new work is counted live."""
+        if self.compacted():
+            self.reopen()
         self._r.hincrby(self._k("meta"), "expected_mine", units)
 
     def exists(self) -> bool:
@@ -334,6 +339,33 @@ class CampaignState:
         """True once `compact()` also deleted every per-instruction key (False: run it again)."""
         return bool(self._r.hexists(self._k("meta"), "compacted_at"))
 
+    def reopen(self) -> None:
+        """Put a compacted campaign's tables back in Redis, a table at a time, and make it `running`, for
+        work added after it finished; the controller finishes (and compacts) it again once that is done.
+        Until the last step (one HDEL of the archive's key and summary), readers see the compacted view."""
+        key, summary = self.archive_key(), self._summary()
+        if key is None or summary is None:
+            return
+        for kind, name, values in archived_tables(self._store_or_runtime().get(key)):
+            items = list(values) if kind == "set" else list(values.items())
+            for i in range(0, len(items), 1000):
+                if kind == "set":
+                    self._r.sadd(self._k(name), *items[i : i + 1000])
+                else:
+                    self._r.hset(self._k(name), mapping=dict(items[i : i + 1000]))
+        pipe = self._r.pipeline(transaction=True)
+        for table, tally in TALLIED_TABLES.items():
+            counts = summary["tallies"].get(table) or {}
+            pipe.delete(self._k(tally))
+            if counts:  # drop and failure tallies are HINCRBY counts: integers
+                as_int = table != "battle_stats"
+                pipe.hset(
+                    self._k(tally), mapping={k: str(int(v)) if as_int else repr(float(v)) for k, v in counts.items()}
+                )
+        pipe.hset(self._k("meta"), "status", "running")
+        pipe.hdel(self._k("meta"), "archive", "summary", "compacted_at")
+        pipe.execute()
+
     def archive_key(self) -> str | None:
         """The store key of the campaign's archived state, None while it is not compacted."""
         key = self._r.hget(self._k("meta"), "archive")
@@ -476,6 +508,15 @@ class CampaignState:
             and snap["backfills"]["done"] >= snap["backfills"]["sent"]
             and not snap["newcomers_matchmaking"]
         )
+
+
+def archived_tables(data: bytes) -> Iterator[tuple[str, str, Any]]:
+    """Every table of an archive's bytes, one at a time: (kind, name, values)."""
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as lines:
+        for line in lines:
+            record = json.loads(line)
+            if "kind" in record:
+                yield record["kind"], record["name"], record["values"]
 
 
 def _table_line(kind: str, name: str, values: Any) -> bytes:
