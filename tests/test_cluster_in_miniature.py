@@ -150,6 +150,8 @@ def test_the_chart_s_pods_finish_a_campaign_through_the_controller_alone_when_re
         manifest = read_manifest(store, CAMPAIGN)
         assert snap["controller"]["dataset"]["version"] == manifest["version"]
         rows = read_rows(store, manifest)
+        # A finished campaign's per-instruction sets are compacted into the cluster's store: read them there.
+        state = CampaignState(client, CAMPAIGN, store=store)
         kept_and_battled = state.members("kept") & state.members("battled")
         # No row lost, none twice: one row per instruction that was kept and battled.
         ids = [r["lineage"]["instruction_id"] for r in rows]

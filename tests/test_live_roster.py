@@ -72,11 +72,17 @@ def test_expert_registering_mid_campaign_joins_and_gets_battles(
     campaign = ops.start(stack.rt, stack.app, stack.config)
     first = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
     assert first["roster"] == ["alpha", "beta", "gamma"]
+    # The controller finishes the campaign (its dataset built, its state compacted) before more work comes.
+    state = ops.CampaignState(stack.rt.redis, campaign, store=stack.rt.store)
+    deadline = time.monotonic() + 120
+    while not (state.status() == "finished" and state.compaction_complete()):
+        assert time.monotonic() < deadline, f"the campaign was not finished and compacted: {state.status()}"
+        time.sleep(0.2)
     # delta comes up after the first instructions were judged ...
     spawn_expert("delta", "--engine", "zero-latency-test")
     _wait_registered(stack, "delta")
     # ... and more work arrives: the first battle that sees delta brings it into the campaign.
-    ops.CampaignState(stack.rt.redis, campaign).expect_more_mining(4)
+    state.expect_more_mining(4)
     for i in range(10, 14):
         stack.app.send_task("warrior.mine", args=[campaign, "alpha", i], task_id=f"late-mine-{i}")
     snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
