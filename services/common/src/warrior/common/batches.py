@@ -72,24 +72,26 @@ def run_each(work: Callable[[T], R], items: Iterable[T], *, concurrency: int) ->
     could finish are recorded and a retry of the batch finds them done.
     """
     items = list(items)
+    results: list[R] = []
+    errors: list[BaseException] = []
     if concurrency <= 1 or len(items) <= 1:
-        outcomes = []
         for item in items:
             try:
-                outcomes.append((True, work(item)))
-            except Exception as exc:  # noqa: BLE001 - re-raised below, after the other units
-                outcomes.append((False, exc))
+                results.append(work(item))
+            except Exception as exc:  # noqa: BLE001 - raised below, after the other units
+                errors.append(exc)
     else:
         with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="batch") as pool:
             futures = [pool.submit(work, item) for item in items]
-            outcomes = []
             for future in futures:
                 error = future.exception()
-                outcomes.append((False, error) if error is not None else (True, future.result()))
-    for ok, value in outcomes:
-        if not ok:
-            raise value
-    return [value for _, value in outcomes]
+                if error is not None:
+                    errors.append(error)
+                else:
+                    results.append(future.result())
+    if errors:
+        raise errors[0]
+    return results
 
 
 def send_batches(

@@ -199,9 +199,10 @@ def screen_batch(rt: Runtime, campaign: str, iids: list[str]) -> list[str]:
 
 def _load(rt: Runtime, campaign: str, iid: str) -> dict[str, Any] | None:
     try:
-        return rt.store.get_json(instruction_key(campaign, iid))
+        record: dict[str, Any] = rt.store.get_json(instruction_key(campaign, iid))
     except ObjectNotFound:
         return None
+    return record
 
 
 def screen(rt: Runtime, campaign: str, iid: str, *, record: dict[str, Any] | None = None) -> bool:

@@ -25,7 +25,10 @@ app = make_celery("instruction_miner")
 @app.task(name=queues.TASK_MINE, bind=True, ignore_result=True)
 def mine(self: Task, campaign: str, attacker: str | list[Any], index: int | None = None) -> list[str]:
     """Mine a batch of (attacker, index) units (or the one unit `attacker`, `index`)."""
-    batch = [(str(a), int(i)) for a, i in attacker] if index is None else [(str(attacker), int(index))]
+    if isinstance(attacker, list):
+        batch = [(str(unit[0]), int(unit[1])) for unit in attacker]
+    else:
+        batch = [(attacker, int(index or 0))]
     rt = get_runtime()
     state = CampaignState(rt.redis, campaign)
     if state.cancelled():
