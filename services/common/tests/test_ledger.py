@@ -32,18 +32,20 @@ def test_second_call_reuses_the_record(tmp_path: Path) -> None:
 def test_racing_callers_all_see_the_first_record(tmp_path: Path) -> None:
     ledger = CallLedger(LocalStore(tmp_path), "c1")
     barrier = threading.Barrier(6)
-    results: list[dict] = []
+    results: list[tuple[dict, bool]] = []
 
     def worker(i: int) -> None:
         def invoke() -> dict:
             barrier.wait()
             return {"text": f"from {i}"}
 
-        results.append(ledger.call("smol", "r", "complete", {"prompt": "x"}, invoke)[0])
+        results.append(ledger.call("smol", "r", "complete", {"prompt": "x"}, invoke))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len({r["text"] for r in results}) == 1
+    assert len({response["text"] for response, _ in results}) == 1
+    # One caller recorded the call; the others lost the race and count it as reused, not paid again.
+    assert sorted(reused for _, reused in results) == [False] + [True] * 5

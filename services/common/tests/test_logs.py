@@ -68,6 +68,29 @@ def test_a_tasks_records_carry_its_campaign_instruction_and_task_ids(out: io.Str
     assert not {"campaign", "instruction", "task"} & outside.keys()
 
 
+def test_a_batchs_units_log_their_own_instruction_under_the_tasks_ids(out: io.StringIO) -> None:
+    from warrior.common.batches import run_each
+
+    logs.configure_logging("judge", stream=out)
+
+    class Battle:
+        name = "warrior.battle"
+
+        def run(self, campaign: str, iids: list[str]) -> None: ...
+
+    log = logging.getLogger("warrior.judge")
+    logs._on_task_prerun(task_id="battle-c1-abc", task=Battle(), args=["c1", ["i1", "i2", "i3"]], kwargs={})
+    run_each(lambda iid: log.info("battle %s decided", iid), ["i1", "i2", "i3"], concurrency=3, instruction=str)
+    log.info("batch done")
+    logs._on_task_postrun(task_id="battle-c1-abc")
+    *units, after = _records(out)
+    assert sorted((r["message"], r["instruction"]) for r in units) == [
+        ("battle i1 decided", "i1"), ("battle i2 decided", "i2"), ("battle i3 decided", "i3")
+    ]  # fmt: skip
+    assert {(r["campaign"], r["task"]) for r in units} == {("c1", "battle-c1-abc")}  # worker threads included
+    assert after["task"] == "battle-c1-abc" and "instruction" not in after  # the unit's id ends with the unit
+
+
 def test_text_format_and_level_from_the_environment(out: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(logs.FORMAT_ENV, "text")
     monkeypatch.setenv(logs.LEVEL_ENV, "warning")

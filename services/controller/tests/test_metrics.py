@@ -138,7 +138,8 @@ def test_the_leader_reports_campaign_progress_stage_time_and_queue_depths(
     rt.redis.hset("unacked", "tag-1", json.dumps([{"body": ""}, "", queues.BATTLE]))
 
     leader = start_controller("first")  # type: ignore[operator]
-    samples = leader.wait_for("warrior_campaign_mined", campaign="metered")
+    # One pass sets the campaign gauges, then the queue gauges: wait for the last of them.
+    samples = leader.wait_for("warrior_queue_unacked", queue=queues.BATTLE)
     assert value(samples, "warrior_controller_leader", controller="first") == 1
     assert value(samples, "warrior_campaign_mined", campaign="metered") == 5
     assert value(samples, "warrior_campaign_kept", campaign="metered") == 2

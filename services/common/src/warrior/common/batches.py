@@ -14,6 +14,7 @@ several workers take it up at once rather than one doing all of it.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ import redis
 
 from warrior.common import queues
 from warrior.common.ids import task_id
+from warrior.common.logs import log_context
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,24 +67,37 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
         return 0
 
 
-def run_each(work: Callable[[T], R], items: Iterable[T], *, concurrency: int) -> list[R]:
+def run_each(
+    work: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    concurrency: int,
+    instruction: Callable[[T], str | None] = lambda _: None,
+) -> list[R]:
     """work(item) for every item, up to `concurrency` at once, results in item order.
 
     Every item is worked before an error is raised (the first one, in item order), so the units that
-    could finish are recorded and a retry of the batch finds them done.
+    could finish are recorded and a retry of the batch finds them done. Each item's log records carry
+    the task's ids (campaign, task) and `instruction(item)`, the instruction the unit is about.
     """
     items = list(items)
     results: list[R] = []
     errors: list[BaseException] = []
+
+    def one(item: T) -> R:
+        with log_context(instruction=instruction(item)):
+            return work(item)
+
     if concurrency <= 1 or len(items) <= 1:
         for item in items:
             try:
-                results.append(work(item))
+                results.append(one(item))
             except Exception as exc:  # noqa: BLE001 - raised below, after the other units
                 errors.append(exc)
     else:
         with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="batch") as pool:
-            futures = [pool.submit(work, item) for item in items]
+            # Each thread runs in a copy of this context: the task's log ids go with its units.
+            futures = [pool.submit(contextvars.copy_context().run, one, item) for item in items]
             for future in futures:
                 error = future.exception()
                 if error is not None:

@@ -94,7 +94,11 @@ class CallLedger:
             "response": response,
             "recorded_at": time.time(),
         }
-        metrics.LEDGER_CALLS.labels(kind, "paid").inc()
         if self._store.put_json(key, record, if_absent=True):
+            metrics.LEDGER_CALLS.labels(kind, "paid").inc()
             return response, False
-        return self._store.get_json(key)["response"], False
+        # Another worker recorded this call first (a duplicate delivery ran it at the same time). The
+        # call carried its ledger key, so the expert answered it once and gave both the same answer
+        # (joined or cached): it counts as reused, and both go on with the recorded one.
+        metrics.LEDGER_CALLS.labels(kind, "reused").inc()
+        return self._store.get_json(key)["response"], True

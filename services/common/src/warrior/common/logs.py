@@ -287,20 +287,20 @@ def json_active() -> bool:
 
 
 class log_context:  # noqa: N801 - used like a function: `with log_context(campaign=..., task=...):`
-    """The ids stamped on the records logged inside the block (what Celery tasks get automatically)."""
+    """The ids stamped on the records logged inside the block (what Celery tasks get automatically);
+    an id not given keeps the value it had (a batch's unit names its instruction, the task's stay)."""
 
     def __init__(self, *, campaign: str | None = None, instruction: str | None = None, task: str | None = None):
         self._values = (campaign, instruction, task)
-        self._tokens: list[Any] = []
+        self._tokens: list[tuple[ContextVar[str | None], Any]] = []
 
     def __enter__(self) -> log_context:
-        self._tokens = [
-            var.set(value) for var, value in zip((_campaign, _instruction, _task), self._values, strict=True)
-        ]
+        pairs = zip((_campaign, _instruction, _task), self._values, strict=True)
+        self._tokens = [(var, var.set(value)) for var, value in pairs if value is not None]
         return self
 
     def __exit__(self, *_: object) -> None:
-        for var, token in zip((_campaign, _instruction, _task), self._tokens, strict=True):
+        for var, token in reversed(self._tokens):
             var.reset(token)
 
 

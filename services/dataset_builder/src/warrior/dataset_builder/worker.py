@@ -33,7 +33,7 @@ def collect(self: Task, campaign: str, iids: str | list[str]) -> None:
             state.fail(f"collect:{iid}", "dead-lettered after repeated deliveries")
             state.mark("finished", iid)
         return
-    run_each(lambda iid: tasks.collect(rt, campaign, iid), batch, concurrency=len(batch))
+    run_each(lambda iid: tasks.collect(rt, campaign, iid), batch, concurrency=len(batch), instruction=str)
 
 
 @app.task(name=queues.TASK_BUILD, bind=True)

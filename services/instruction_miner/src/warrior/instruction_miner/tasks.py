@@ -192,7 +192,7 @@ def screen_batch(rt: Runtime, campaign: str, iids: list[str]) -> list[str]:
         pass  # each instruction's own check records the failure with its id
     kept = run_each(
         lambda pair: screen(rt, campaign, pair[0], record=pair[1]), list(zip(iids, records, strict=True)),
-        concurrency=len(iids),
+        concurrency=len(iids), instruction=lambda pair: pair[0],
     )  # fmt: skip
     return [iid for iid, ok in zip(iids, kept, strict=True) if ok]
 

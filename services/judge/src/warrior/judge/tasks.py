@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from warrior.common.battles import battle_key
@@ -13,6 +14,8 @@ from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
 from warrior.common.verification import execution_stats
 from warrior.judge.battle import run_backfill, run_battle
+
+log = logging.getLogger(__name__)
 
 
 def roster(rt: Runtime, state: CampaignState, config: CampaignConfig) -> tuple[list[str], list[str]]:
@@ -52,8 +55,12 @@ def battle(rt: Runtime, campaign: str, iid: str) -> tuple[bool, list[str]]:
             return False, newcomers
         rt.store.put_json(key, record, if_absent=True)
         record = rt.store.get_json(key)
-    _record_stats(state, iid, record)
-    state.mark("battled", iid)
+    stats = _record_stats(state, iid, record)
+    if state.mark("battled", iid):  # once per instruction, though a redelivery passes here again
+        log.info(
+            "battle recorded: %d competitors, %d pairs, %d votes",
+            len(record["competitors"]), stats["battles"], stats["votes"],
+        )  # fmt: skip
     return True, newcomers
 
 
@@ -84,19 +91,17 @@ def _labels(
     return str(language), screening.get("category")
 
 
-def _record_stats(state: CampaignState, part: str, record: dict[str, Any]) -> None:
+def _record_stats(state: CampaignState, part: str, record: dict[str, Any]) -> dict[str, Any]:
     pairs = record["pairs"]
-    state.put(
-        "battle_stats",
-        part,
-        {
-            "battles": len(pairs),
-            "votes": sum(p["votes_a"] + p["votes_b"] for p in pairs),
-            "ties": sum(p["ties"] for p in pairs),
-            "judgments": len(record["judgments"]),
-            "execution": execution_stats(record),
-        },
-    )
+    stats = {
+        "battles": len(pairs),
+        "votes": sum(p["votes_a"] + p["votes_b"] for p in pairs),
+        "ties": sum(p["ties"] for p in pairs),
+        "judgments": len(record["judgments"]),
+        "execution": execution_stats(record),
+    }
+    state.put("battle_stats", part, stats)
+    return stats
 
 
 def abandon(rt: Runtime, campaign: str, iid: str, reason: str) -> None:

@@ -40,7 +40,7 @@ def battle(self: Task, campaign: str, iids: str | list[str]) -> list[str]:
         for iid in batch:
             tasks.abandon(rt, campaign, iid, "dead-lettered after repeated deliveries")
         return []
-    results = run_each(lambda iid: tasks.battle(rt, campaign, iid), batch, concurrency=len(batch))
+    results = run_each(lambda iid: tasks.battle(rt, campaign, iid), batch, concurrency=len(batch), instruction=str)
     _welcome(campaign, sorted({name for _, newcomers in results for name in newcomers}))
     fought = [iid for iid, (ok, _) in zip(batch, results, strict=True) if ok]
     pipeline = state.campaign_config().pipeline

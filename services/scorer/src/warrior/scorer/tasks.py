@@ -174,7 +174,7 @@ def score_batch(rt: Runtime, campaign: str, iids: list[str], newcomer: str | Non
         state.mark("scored" if newcomer is None else "backfill_done", part)
         return dict(rt.store.get_json(key))
 
-    return run_each(record, list(zip(iids, parts, strict=True)), concurrency=len(iids))
+    return run_each(record, list(zip(iids, parts, strict=True)), concurrency=len(iids), instruction=lambda p: p[0])
 
 
 def matchmake(rt: Runtime, campaign: str, expert: str, round_: int) -> list[str]:
