@@ -56,6 +56,8 @@ def test_campaign_produces_a_dataset_with_lineage(make_stack: Callable[..., Any]
     assert kept + sum(snap["instructions"]["dropped"].values()) == 18
     assert snap["battles"] == 3 * kept  # three pairs per instruction
     assert snap["failures"] == {}
+    # Every answer is recorded in the call ledger, so the experts' shared copies in Redis are gone.
+    assert list(stack.rt.redis.scan_iter("warrior:answer:*")) == []
     manifest = ops.build_dataset(stack.app, campaign, "e2e-zlt")
     rows = read_rows(stack.rt.store, read_manifest(stack.rt.store, "e2e-zlt"))
     assert manifest["rows"] == len(rows) == kept

@@ -49,3 +49,14 @@ def test_racing_callers_all_see_the_first_record(tmp_path: Path) -> None:
     assert len({response["text"] for response, _ in results}) == 1
     # One caller recorded the call; the others lost the race and count it as reused, not paid again.
     assert sorted(reused for _, reused in results) == [False] + [True] * 5
+
+
+def test_a_recorded_call_lets_the_experts_shared_answer_go(tmp_path: Path) -> None:
+    forgotten: list[tuple[str, str, str]] = []
+    ledger = CallLedger(LocalStore(tmp_path), "c1", forget=lambda *call: forgotten.append(call))
+    request = {"prompt": "p", "seed": 1}
+    ledger.call("smol", "rev1", "chat", request, lambda: {"text": "answer", "revision": "rev1"})
+    digest = ledger.key("smol", "rev1", "chat", request).rsplit("/", 1)[-1].removesuffix(".json")
+    assert forgotten == [("smol", "rev1", digest)]  # the key the call carried to the expert
+    ledger.call("smol", "rev1", "chat", request, lambda: {"text": "not asked"})
+    assert len(forgotten) == 1  # a reused record was let go when it was written

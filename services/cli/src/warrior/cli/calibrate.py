@@ -615,7 +615,7 @@ def run_calibration(
          f"answers up to {battle.answer_sampling.max_tokens} tokens")  # fmt: skip
     records: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=64, thread_name_prefix="calibrate-call") as calls:
-        run = _Run(rt, calibration, experts, battle, state, CallLedger(rt.store, calibration), calls)
+        run = _Run(rt, calibration, experts, battle, state, rt.ledger(calibration), calls)
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="calibrate-item") as pool:
             futures = {pool.submit(run.item, item): item for item in items}
             for done, future in enumerate(as_completed(futures), start=1):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from warrior.common.ledger import current_call_key, current_call_revision
+from warrior.common.ledger import CallLedger, current_call_key, current_call_revision
 from warrior.common.registry import ExpertRecord, Registry
 from warrior.common.security import ClientSecurity
 from warrior.v1 import expert_inference_pb2 as pb
@@ -39,7 +39,7 @@ CALL_KEY_HEADER = "x-warrior-call-key"
 def _call_metadata() -> tuple[tuple[str, str], ...] | None:
     """The ledger key of this call as request metadata, so the server can answer a repeat from memory."""
     key = current_call_key()
-    return None if key is None else ((CALL_KEY_HEADER, key.rsplit("/", 1)[-1].removesuffix(".json")),)
+    return None if key is None else ((CALL_KEY_HEADER, CallLedger.call_key(key)),)
 
 
 class ExpertUnavailable(RuntimeError):

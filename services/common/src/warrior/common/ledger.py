@@ -46,10 +46,20 @@ class CallLedger:
     which must be the key's), so the key, the call and the lineage agree during a rolling update.
     """
 
-    def __init__(self, store: ObjectStore, campaign: str, *, prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        campaign: str,
+        *,
+        prefix: str | None = None,
+        forget: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        """`forget(expert, revision, call key)` runs once a call is recorded: the experts' shared copy
+        of its answer (warrior.common.answer_keys) is then no longer needed."""
         self._store = store
         self._campaign = campaign
         self._prefix = (prefix or f"runs/{campaign}/calls").rstrip("/")
+        self._forget = forget
 
     def key(self, expert: str, revision: str, kind: str, request: dict[str, Any]) -> str:
         digest = content_hash(expert, revision, kind, request, length=32)
@@ -96,9 +106,18 @@ class CallLedger:
         }
         if self._store.put_json(key, record, if_absent=True):
             metrics.LEDGER_CALLS.labels(kind, "paid").inc()
-            return response, False
-        # Another worker recorded this call first (a duplicate delivery ran it at the same time). The
-        # call carried its ledger key, so the expert answered it once and gave both the same answer
-        # (joined or cached): it counts as reused, and both go on with the recorded one.
-        metrics.LEDGER_CALLS.labels(kind, "reused").inc()
-        return self._store.get_json(key)["response"], True
+            recorded, reused = response, False
+        else:
+            # Another worker recorded this call first (a duplicate delivery ran it at the same time). The
+            # call carried its ledger key, so the expert answered it once and gave both the same answer
+            # (joined or cached): it counts as reused, and both go on with the recorded one.
+            metrics.LEDGER_CALLS.labels(kind, "reused").inc()
+            recorded, reused = self._store.get_json(key)["response"], True
+        if self._forget is not None:
+            self._forget(expert, answered, self.call_key(key))
+        return recorded, reused
+
+    @staticmethod
+    def call_key(key: str) -> str:
+        """The key a call carries to the expert (metadata): its ledger object's name, the content hash."""
+        return key.rsplit("/", 1)[-1].removesuffix(".json")

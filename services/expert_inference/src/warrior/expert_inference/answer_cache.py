@@ -10,6 +10,9 @@ Redis helps here and is never needed: a read or write that fails, or takes longe
 counts as a miss (one warning per outage, and Redis is left alone for a moment after a failure, so an
 outage costs the calls nothing), and a stored value that does not check out (corrupt, truncated,
 another format) is a miss too; the engine then answers and the good value replaces it.
+
+A caller that recorded the answer in its call ledger deletes the copy (warrior.common.answer_keys):
+the ledger answers from then on, so Redis holds an answer only until it is recorded.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import time
 
 import redis.asyncio
 
+from warrior.common.answer_keys import answer_key
+
 log = logging.getLogger("warrior.expert_inference")
 
-PREFIX = "warrior:answer:"
 DEFAULT_TTL_S = 24 * 3600  # beyond any redelivery: visibility timeout plus the retry budget
 TIMEOUT_S = 1.0  # the longest one Redis read or write may delay a call
 PAUSE_S = 1.0  # after a failure, Redis is not tried again for this long
@@ -32,11 +36,6 @@ _FORMAT = b"\x01"
 _DIGEST_BYTES = 16
 # Keys as the expert client sends them (hex content hashes); anything else stays in memory only.
 _CALL_KEY = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-
-
-def answer_key(expert: str, revision: str, method: str, call_key: str) -> str:
-    """The Redis key of one answer: every replica of the same expert and weights shares it."""
-    return f"{PREFIX}{expert}:{revision}:{method}:{call_key}"
 
 
 def pack(payload: bytes) -> bytes:

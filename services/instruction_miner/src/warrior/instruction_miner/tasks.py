@@ -12,7 +12,7 @@ from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_p
 from warrior.common.embeddings import DEFAULT_MODEL, EmbeddingError, embedder
 from warrior.common.expert_client import ExpertRequestError, ExpertUnavailable
 from warrior.common.ids import content_hash
-from warrior.common.ledger import CallLedger, RevisionMismatch
+from warrior.common.ledger import RevisionMismatch
 from warrior.common.model_info import expert_model
 from warrior.common.records import instruction_key, screening_key
 from warrior.common.registry import joins_open_roster
@@ -73,7 +73,7 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
             }
         )
         request = {"prompt": prefix, "sampling": sampling}
-        ledger = CallLedger(rt.store, campaign)
+        ledger = rt.ledger(campaign)
         response, reused = ledger.call(
             attacker,
             model.revision,
@@ -149,7 +149,7 @@ def _quality(rt: Runtime, state: CampaignState, record: dict[str, Any]) -> dict[
     """The raters' scores of the instruction (recorded once: a redelivery reuses the ledger's calls)."""
     campaign, iid = state.campaign, record["id"]
     config = state.campaign_config()
-    ledger = CallLedger(rt.store, campaign)
+    ledger = rt.ledger(campaign)
 
     def call(expert: str, kind: str, request: dict[str, Any], invoke: Any) -> dict[str, Any]:
         response, reused = ledger.call(expert, expert_model(rt.client, expert).revision, kind, request, invoke)

@@ -257,7 +257,7 @@ def run_battle(
     parsed, is skipped; all are recorded with their reasons, and the battle goes on with the rest.
     """
     state = CampaignState(rt.redis, campaign)
-    ctx = BattleContext(rt, campaign, iid, instruction, config, state, CallLedger(rt.store, campaign))
+    ctx = BattleContext(rt, campaign, iid, instruction, config, state, rt.ledger(campaign))
     live = _live(rt, state, iid, roster)
     reason = executable_reason(config.verdict, config.tests, language, category)
     answering = {name: _POOL.submit(answer, ctx, name) for name in live}
@@ -294,7 +294,7 @@ def run_backfill(
     """A newcomer's battles on an instruction judged before it joined: it answers, then meets every
     earlier competitor, judged by the live experts outside each pair. None when it could not answer."""
     state = CampaignState(rt.redis, campaign)
-    ctx = BattleContext(rt, campaign, iid, base["instruction"], config, state, CallLedger(rt.store, campaign))
+    ctx = BattleContext(rt, campaign, iid, base["instruction"], config, state, rt.ledger(campaign))
     live = _live(rt, state, iid, roster)
     try:
         mine = answer(ctx, newcomer)
