@@ -213,3 +213,43 @@ def test_a_newcomer_between_matchmaking_rounds_keeps_the_campaign_open_and_a_los
     state.put("matchmaking", "delta", {"round": 1, "rated": True})
     assert state.snapshot()["done"]
     assert controller.reconcile(state) == "finalize-sent"
+
+
+def _finish_task(app: Celery, state: CampaignState, result: dict[str, Any]) -> str:
+    """Store the result of the build step the controller last sent, as its worker would; its task id."""
+    tid = str(state.table("controller")["build"]["task"])
+    app.backend.store_result(tid, result, "SUCCESS")
+    return tid
+
+
+def test_work_added_while_the_dataset_is_built_is_built_again_with_tasks_of_its_own(rt: Runtime, app: Celery) -> None:
+    state = _campaign(rt, "grows")
+    _complete(state)
+    controller = CampaignController(rt, app)
+    assert controller.reconcile(state) == "finalize-sent"
+    first_finalize = _finish_task(app, state, {"ratings_key": "runs/grows/ratings-1.json"})
+    assert controller.reconcile(state) == "build-sent"
+    _finish_task(app, state, {"name": "grows", "version": "v1", "rows": 4})
+    # More work arrives before the controller sees the build's result: the campaign runs again.
+    state.expect_more_mining(2)
+    assert state.status() == "running" and "build" not in state.table("controller")
+    assert controller.reconcile(state) == "progressing"  # not done: 4 of 6 mining units
+    for unit in ("alpha:2", "beta:2"):
+        state.mark("mine_done", unit)
+    assert controller.reconcile(state) == "finalize-sent"
+    second = state.table("controller")["build"]
+    assert second["task"] != first_finalize and second["round"] == 2  # not the first build's result
+    _finish_task(app, state, {"ratings_key": "runs/grows/ratings-2.json"})
+    assert controller.reconcile(state) == "build-sent"
+    _finish_task(app, state, {"name": "grows", "version": "v2", "rows": 6})
+    # Work added between the controller reading `building` and marking it finished: it is not finished.
+    assert state.set_status_if("building", "running")  # what expect_more_mining does first
+    assert controller._build(state, state.campaign_config()) == "reopened"
+    assert state.status() == "running"
+    assert controller.reconcile(state) == "finalize-sent"  # done: a third build, covering everything
+    assert state.table("controller")["build"]["round"] == 3
+    _finish_task(app, state, {"ratings_key": "runs/grows/ratings-3.json"})
+    assert controller.reconcile(state) == "build-sent"
+    _finish_task(app, state, {"name": "grows", "version": "v3", "rows": 6})
+    assert controller.reconcile(state) == "built"
+    assert state.status() == "finished" and state.table("controller")["dataset"]["version"] == "v3"

@@ -54,6 +54,14 @@ elseif not old then
 end
 return 1
 """
+# Compare-and-set of the status field of KEYS[1] (the meta hash): ARGV expected, new.
+_SET_STATUS_IF = """
+if redis.call('HGET', KEYS[1], 'status') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'status', ARGV[2])
+  return 1
+end
+return 0
+"""
 # Hashes and sets of a campaign that stay in Redis when it is compacted: bounded by the roster or
 # by the number of reasons, kinds and stages, never by the number of instructions.
 KEPT_KEYS = frozenset({
@@ -108,10 +116,17 @@ class CampaignState:
     def expect_more_mining(self, units: int) -> None:
         """Grow the campaign by more mining units (sent by the caller), so `done` waits for them.
 
-        A finished campaign that was compacted is reopened first (`reopen`): its new work is counted live."""
+        A finished campaign that was compacted is reopened first (`reopen`): its new work is counted live.
+        A campaign that is building or built (not yet compacted) goes back to `running` and forgets its
+        build, so the controller builds the dataset again, with the new rows, once the new work is done
+        (a build in flight meanwhile cannot mark it finished: see `set_status_if`)."""
         if self.compacted():
             self.reopen()
         self._r.hincrby(self._k("meta"), "expected_mine", units)
+        for status in ("building", "finished", "build_failed"):
+            if self.set_status_if(status, "running"):
+                self._r.hdel(self._k("controller"), "build")
+                break
 
     def exists(self) -> bool:
         return bool(self._r.exists(self._k("meta")))
@@ -135,6 +150,14 @@ class CampaignState:
 
     def set_status(self, status: str) -> None:
         self._r.hset(self._k("meta"), "status", status)
+
+    def set_status_if(self, expected: str, status: str) -> bool:
+        """Set the status only if it is `expected` (one atomic step); whether it was set."""
+        return bool(self._r.eval(_SET_STATUS_IF, 1, self._k("meta"), expected, status))
+
+    def next_build(self) -> int:
+        """Number this build of the campaign's dataset (1, 2, ...; work added after a build means another)."""
+        return int(self._r.hincrby(self._k("meta"), "builds", 1))
 
     def next_resume(self) -> int:
         """Number this resume of the campaign (1, 2, ...): names the tasks it sends."""
@@ -363,6 +386,7 @@ class CampaignState:
                     self._k(tally), mapping={k: str(int(v)) if as_int else repr(float(v)) for k, v in counts.items()}
                 )
         pipe.hset(self._k("meta"), "status", "running")
+        pipe.hdel(self._k("controller"), "build")  # built before: the controller builds it again when done
         pipe.hdel(self._k("meta"), "archive", "summary", "compacted_at")
         pipe.execute()
 

@@ -105,11 +105,14 @@ class CampaignController:
             return self._build(state, config)
         snap = state.snapshot()
         if snap["done"]:
+            # Compare-and-set: a campaign that was cancelled or given more work meanwhile keeps that status.
             if config.controller.build_dataset:
-                state.set_status("building")
+                if not state.set_status_if("running", "building"):
+                    return "changed"
                 log.info("campaign %s: complete; building dataset %s", state.campaign, config.dataset.name)
                 return self._build(state, config)
-            state.set_status("finished")
+            if not state.set_status_if("running", "finished"):
+                return "changed"
             log.info("campaign %s: finished", state.campaign)
             self._compact(state)
             return "finished"
@@ -147,8 +150,9 @@ class CampaignController:
         build = table.get("build") or {"attempt": 0}
         stall_s = config.controller.stall_s or default_stall_s()
         step = build.get("step")
-        if step is None:
-            return self._send(state, build | {"attempt": build["attempt"] + 1}, "finalize", now)
+        if step is None or step == "done":  # "done": an earlier build, before work was added to the campaign
+            # Each build of the campaign is a new round: its tasks get ids (and results) of their own.
+            return self._send(state, {"round": state.next_build(), "attempt": 1}, "finalize", now)
         result = AsyncResult(build["task"], app=self.app)
         if not result.ready():
             if now - float(build["sent_at"]) > stall_s:  # the message or its worker was lost
@@ -164,7 +168,8 @@ class CampaignController:
                 log.error("campaign %s: %s failed %d times: %s", state.campaign, step, build["attempt"], error)
                 return "build-failed"
             log.warning("campaign %s: %s failed (%s); retrying", state.campaign, step, error)
-            return self._send(state, {"attempt": build["attempt"] + 1, "last_error": error}, "finalize", now)
+            retry = {"round": build.get("round", 1), "attempt": build["attempt"] + 1, "last_error": error}
+            return self._send(state, retry, "finalize", now)
         value = dict(result.result)
         if step == "finalize":
             return self._send(state, build | {"ratings_key": value["ratings_key"]}, "build", now)
@@ -173,7 +178,10 @@ class CampaignController:
             "uri": f"datasets/{value['name']}/{value['version']}/", "ratings_key": build["ratings_key"],
         })  # fmt: skip
         state.put("controller", "build", build | {"step": "done", "finished_at": now})
-        state.set_status("finished")
+        if not state.set_status_if("building", "finished"):  # work was added meanwhile: built again when done
+            log.info("campaign %s: work was added while its dataset was built; building again once done",
+                     state.campaign)  # fmt: skip
+            return "reopened"
         log.info("campaign %s: finished; dataset %s version %s (%d rows)", state.campaign, value["name"],
                  value["version"], value["rows"])  # fmt: skip
         self._compact(state)
@@ -212,7 +220,7 @@ class CampaignController:
 
     def _send(self, state: CampaignState, build: dict[str, Any], step: str, now: float) -> str:
         campaign = state.campaign
-        key = (build["attempt"], build.get("resent", 0))
+        key = (build.get("round", 1), build["attempt"], build.get("resent", 0))
         if step == "finalize":
             tid = task_id("finalize", campaign, *key)
             self.app.send_task(queues.TASK_FINALIZE, args=[campaign], task_id=tid)
