@@ -78,6 +78,7 @@ def test_expert_registering_mid_campaign_joins_and_gets_battles(
     while not (state.status() == "finished" and state.compaction_complete()):
         assert time.monotonic() < deadline, f"the campaign was not finished and compacted: {state.status()}"
         time.sleep(0.2)
+    built_first = state.table("controller")["dataset"]
     # delta comes up after the first instructions were judged ...
     spawn_expert("delta", "--engine", "zero-latency-test")
     _wait_registered(stack, "delta")
@@ -109,6 +110,12 @@ def test_expert_registering_mid_campaign_joins_and_gets_battles(
     manifest = ops.build_dataset(stack.app, campaign, "live-join")
     rows = read_rows(stack.rt.store, read_manifest(stack.rt.store, "live-join", manifest["version"]))
     assert any("delta" in r["lineage"]["model_revisions"] for r in rows)
+    # The controller built the grown campaign's dataset again on its own, with the new rows.
+    deadline = time.monotonic() + 120
+    while state.status() != "finished" or state.table("controller")["dataset"]["version"] == built_first["version"]:
+        assert time.monotonic() < deadline, f"no second build by the controller: {state.table('controller')}"
+        time.sleep(0.2)
+    assert state.table("controller")["dataset"]["rows"] > built_first["rows"]
 
 
 @pytest.mark.model

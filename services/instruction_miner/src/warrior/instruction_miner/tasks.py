@@ -105,13 +105,16 @@ def mine(rt: Runtime, campaign: str, attacker: str, index: int) -> str | None:
     return iid
 
 
-def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str) -> str | None:
-    """Drop reason from the benchmark checks (13-gram overlap, then embedding similarity), if any."""
+def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str, *, embedding: bool) -> str | None:
+    """Drop reason from a benchmark check, if any: 13-gram overlap, or (`embedding`) embedding similarity."""
     settings = state.campaign_config().screening.decontamination
+    if embedding and not settings.embedding.enabled:
+        return None
     try:
-        hit = contamination_index(settings, rt.settings.cache_dir).match(text)
-        if hit is None and settings.embedding.enabled:
+        if embedding:
             hit = embedding_index(settings, rt.settings.cache_dir).match(text)
+        else:
+            hit = contamination_index(settings, rt.settings.cache_dir).match(text)
     except (BenchmarkDataError, EmbeddingError) as exc:
         state.fail(f"decontamination:{iid}", str(exc))
         return "decontamination_unavailable"
@@ -176,23 +179,31 @@ def mine_batch(rt: Runtime, campaign: str, batch: list[tuple[str, int]]) -> list
 def screen_batch(rt: Runtime, campaign: str, iids: list[str]) -> list[str]:
     """Screen a batch of mined instructions at once; the ids of those kept, in batch order.
 
-    The batch's texts are embedded in one call first (the embedder keeps them for the
-    decontamination and on-topic checks), then each instruction is screened as `screen` does."""
+    The cheap checks run first for the whole batch; the texts that pass them are embedded in one call
+    (the embedder keeps them for the decontamination and on-topic checks), then each goes through the
+    costly checks, as `screen` does one instruction."""
+    state = CampaignState(rt.redis, campaign)
     records: list[dict[str, Any] | None] = run_each(lambda iid: _load(rt, campaign, iid), iids, concurrency=len(iids))
-    texts = [r["text"] for r in records if r is not None and r.get("text")]
-    config = CampaignState(rt.redis, campaign).campaign_config()
+    units = list(zip(iids, records, strict=True))
+    reasons = run_each(
+        lambda unit: _cheap_checks(rt, state, unit[0], unit[1]), units, concurrency=len(iids),
+        instruction=lambda unit: unit[0],
+    )  # fmt: skip
+    texts = [r["text"] for r, reason in zip(records, reasons, strict=True) if r is not None and reason is None]
+    config = state.campaign_config()
     decontamination = config.screening.decontamination.embedding
     models = {decontamination.model} if decontamination.enabled else set()
     if config.screening.on_topic.enabled:
         models.add(DEFAULT_MODEL)  # the on-topic classifier's model
     try:
         for model in sorted(models):
-            embedder(model).encode(texts)
+            if texts:
+                embedder(model).encode(texts)
     except EmbeddingError:
         pass  # each instruction's own check records the failure with its id
     kept = run_each(
-        lambda pair: screen(rt, campaign, pair[0], record=pair[1]), list(zip(iids, records, strict=True)),
-        concurrency=len(iids), instruction=lambda pair: pair[0],
+        lambda unit: _costly_checks(rt, state, unit[0][0], unit[0][1], unit[1]),
+        list(zip(units, reasons, strict=True)), concurrency=len(iids), instruction=lambda unit: unit[0][0],
     )  # fmt: skip
     return [iid for iid, ok in zip(iids, kept, strict=True) if ok]
 
@@ -208,51 +219,71 @@ def _load(rt: Runtime, campaign: str, iid: str) -> dict[str, Any] | None:
 def screen(rt: Runtime, campaign: str, iid: str, *, record: dict[str, Any] | None = None) -> bool:
     """Keep or drop one mined instruction; True when it is kept.
 
-    In order: shape filters, truncation, decontamination (13-grams, then embeddings), the on-topic
-    check (is it about programming at all?), campaign-wide near-duplicate removal, then
+    In order, the cheap checks first: shape filters, truncation, 13-gram decontamination and
+    campaign-wide near-duplicate removal; then those that embed the text or ask the experts:
+    embedding decontamination, the on-topic check (is it about programming at all?) and
     difficulty/quality rating by every other live expert. Each drop is recorded with its reason; a
     kept instruction is tagged with its task category and carries its topic score.
     """
     state = CampaignState(rt.redis, campaign)
-    config = state.campaign_config()
     record = record if record is not None else _load(rt, campaign, iid)
+    reason = _cheap_checks(rt, state, iid, record)
+    return _costly_checks(rt, state, iid, record, reason)
+
+
+def _cheap_checks(rt: Runtime, state: CampaignState, iid: str, record: dict[str, Any] | None) -> str | None:
+    """The drop reason from the checks that cost no model: shape, truncation, 13-grams, near-duplicates.
+
+    Near-duplicates come before the embedding checks so that a repeat costs no embedding: at scale
+    most mined requests repeat earlier ones. A repeat of a contaminated or off-topic request is then
+    dropped as a near-duplicate; dropped either way."""
     if record is None:
-        state.drop(iid, "missing_record")
-        state.mark("screened", iid)
-        return False
+        return "missing_record"
+    config = state.campaign_config()
     limits = FilterLimits(min_words=config.screening.min_words, max_chars=config.screening.max_chars)
     reason = drop_reason(record["text"], limits)
     if reason is None and record.get("finish_reason") == "length":
         reason = "truncated"  # the request ran past the mining token budget: its end is missing
     if reason is None:
-        reason = _contamination(rt, state, iid, record["text"])
-    topic: dict[str, float] | None = None
-    if reason is None and config.screening.on_topic.enabled:
-        reason, topic = _on_topic(state, iid, record["text"])
+        reason = _contamination(rt, state, iid, record["text"], embedding=False)
     if reason is None:
         index = SharedDedupIndex(
-            rt.redis, campaign, threshold=config.screening.dedup_threshold, num_perm=config.screening.num_perm
+            rt.redis, state.campaign, threshold=config.screening.dedup_threshold, num_perm=config.screening.num_perm
         )
         duplicate_of = index.check_and_insert(iid, record["text"])
         if duplicate_of is not None:
             reason = "near_duplicate"
             state.put("duplicates", iid, duplicate_of)
+    return reason
+
+
+def _costly_checks(
+    rt: Runtime, state: CampaignState, iid: str, record: dict[str, Any] | None, reason: str | None
+) -> bool:
+    """Embedding decontamination, the on-topic check and rating for a request the cheap checks kept
+    (`reason` None); then its drop or its keep is recorded. True when it is kept."""
+    config = state.campaign_config()
+    if reason is None and record is not None:
+        reason = _contamination(rt, state, iid, record["text"], embedding=True)
+    topic: dict[str, float] | None = None
+    if reason is None and record is not None and config.screening.on_topic.enabled:
+        reason, topic = _on_topic(state, iid, record["text"])
     quality: dict[str, Any] | None = None
-    if reason is None and config.screening.rating.enabled:
+    if reason is None and record is not None and config.screening.rating.enabled:
         quality = _quality(rt, state, record)
         state.put("quality", iid, quality)
         if quality["mean"] is None:
             reason = "unrated"  # no other expert could rate it; the failures say why
         elif quality["mean"] < config.screening.rating.min_score:
             reason = "low_quality"
-    if reason is not None:
-        state.drop(iid, reason)
+    if reason is not None or record is None:
+        state.drop(iid, reason or "missing_record")
         state.mark("screened", iid)
         return False
     category = categorize(record["text"])
     screening = {"id": iid, "category": category, "language": record.get("language") or config.languages[0],
                  "quality": quality, "topic": topic}  # fmt: skip
-    rt.store.put_json(screening_key(campaign, iid), screening, if_absent=True)
+    rt.store.put_json(screening_key(state.campaign, iid), screening, if_absent=True)
     state.put("categories", iid, category)
     state.mark("kept", iid)
     state.mark("screened", iid)
