@@ -53,7 +53,9 @@ TASK_QUEUES: Final = {
 
 # Which service's worker consumes which queues (one worker process per service in the local stack).
 SERVICE_QUEUES: Final = {
-    "instruction_miner": (MINE, SCREEN),
+    # A worker's queues in this order are its preference (kombu's "priority" order strategy): screening
+    # before mining, so requests flow on as they are mined instead of all mining finishing first.
+    "instruction_miner": (SCREEN, MINE),
     "judge": (BATTLE,),
     "scorer": (SCORE,),
     "dataset_builder": (DATASET,),

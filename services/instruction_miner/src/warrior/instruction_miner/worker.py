@@ -1,6 +1,6 @@
 """Celery worker of the instruction-miner service: queues `mine` and `screen`.
 
-Run: celery -A warrior.instruction_miner.worker worker -Q mine,screen
+Run: celery -A warrior.instruction_miner.worker worker -Q screen,mine
 
 Each task carries a batch (see warrior.common.batches); a message with a single unit, the form a
 one-unit re-send uses, is a batch of one.
