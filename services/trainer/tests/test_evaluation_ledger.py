@@ -107,3 +107,24 @@ def test_answers_from_other_weights_stop_the_evaluation_instead_of_being_scored(
         evaluate_expert(_Redeployed(), store, "coder", "rev1", "humaneval", cache_dir=tmp_path / "cache", limit=3,
                         executor=_InstantExecutor())  # fmt: skip
     assert not store.list("evals/coder/rev1/")
+
+
+class _ForgettingClient(_CountingClient):
+    """Also records which answers the evaluation let go from the experts' shared cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forgotten: list[tuple[str, str, str]] = []
+
+    def forget_answer(self, expert: str, revision: str, call_key: str) -> None:
+        self.forgotten.append((expert, revision, call_key))
+
+
+def test_an_evaluation_lets_each_recorded_answer_go_from_the_experts_shared_cache(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    client = _ForgettingClient()
+    evaluate_expert(client, store, "coder", "rev1", "humaneval", cache_dir=tmp_path / "cache", limit=3, workers=1,
+                    executor=_InstantExecutor())  # fmt: skip
+    recorded = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in store.list("evals/coder/rev1/calls/")}
+    assert len(client.forgotten) == 3 and {c for _, _, c in client.forgotten} == recorded
+    assert {(e, r) for e, r, _ in client.forgotten} == {("coder", "rev1")}

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from warrior.common.answer_keys import forget_answer
 from warrior.common.ledger import CallLedger, current_call_key, current_call_revision
 from warrior.common.registry import ExpertRecord, Registry
 from warrior.common.security import ClientSecurity
@@ -196,6 +197,12 @@ class ExpertClient:
         self._channels: dict[tuple[str, bool], grpc.Channel] = {}
         self._limiters: dict[str, _Limiter] = {}
         self._lock = threading.Lock()
+
+    def forget_answer(self, expert: str, revision: str, call_key: str) -> None:
+        """Let the experts' shared copy of a recorded call's answer go (a CallLedger's `forget`)."""
+        client = getattr(self._registry, "redis", None)  # a registry stand-in may have none
+        if client is not None:
+            forget_answer(client, expert, revision, call_key)
 
     def close(self) -> None:
         with self._lock:

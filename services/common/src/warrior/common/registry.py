@@ -89,6 +89,11 @@ class Registry:
         self._snapshot: tuple[float, list[ExpertRecord]] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def redis(self) -> redis.Redis:
+        """The Redis the experts register in (and share their answers in)."""
+        return self._redis
+
     @staticmethod
     def _key(name: str, instance: str) -> str:
         return f"{_PREFIX}{name}:{instance}"

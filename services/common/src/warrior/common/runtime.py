@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import redis
 
 from warrior.common import metrics
-from warrior.common.answer_keys import forget_answer
 from warrior.common.expert_client import ExpertClient
 from warrior.common.ledger import CallLedger
 from warrior.common.redis_client import connect
@@ -49,7 +48,7 @@ class Runtime:
 
     def ledger(self, campaign: str) -> CallLedger:
         """The campaign's call ledger; a recorded call's answer is let go from the experts' shared cache."""
-        return CallLedger(self.store, campaign, forget=functools.partial(forget_answer, self.redis))
+        return CallLedger(self.store, campaign, forget=self.client.forget_answer)
 
     def admit(self, task_id: str, task_name: str, max_deliveries: int = MAX_DELIVERIES, *, attempt: int = 0) -> bool:
         """Count a delivery of a task; False (and dead-lettered) once it came back too many times.

@@ -457,7 +457,9 @@ def evaluate_expert(
         stored = dict(store.get_json(key))
         return stored | {"key": key, "reused": True}
     problems = load_problems(benchmark, limit, cache_dir=cache_dir)
-    ledger = CallLedger(store, f"eval-{expert}", prefix=calls_prefix(model=expert, revision=revision))
+    # A recorded answer's shared copy in the experts' Redis is let go (a client without one keeps none).
+    forget = getattr(client, "forget_answer", None)
+    ledger = CallLedger(store, f"eval-{expert}", prefix=calls_prefix(model=expert, revision=revision), forget=forget)
     result = evaluate(
         problems,
         expert_generator(client, expert, max_tokens, ledger=ledger, revision=revision),
