@@ -196,9 +196,8 @@ def screen_batch(rt: Runtime, campaign: str, iids: list[str]) -> list[str]:
     if config.screening.on_topic.enabled:
         models.add(DEFAULT_MODEL)  # the on-topic classifier's model
     try:
-        for model in sorted(models):
-            if texts:
-                embedder(model).encode(texts)
+        for model in sorted(models) if texts else []:
+            embedder(model).encode(texts)
     except EmbeddingError:
         pass  # each instruction's own check records the failure with its id
     kept = run_each(
@@ -262,23 +261,24 @@ def _costly_checks(
 ) -> bool:
     """Embedding decontamination, the on-topic check and rating for a request the cheap checks kept
     (`reason` None); then its drop or its keep is recorded. True when it is kept."""
+    if record is None or reason is not None:
+        abandon_screen(rt, state.campaign, iid, reason or "missing_record")
+        return False
     config = state.campaign_config()
-    if reason is None and record is not None:
-        reason = _contamination(rt, state, iid, record["text"], embedding=True)
+    reason = _contamination(rt, state, iid, record["text"], embedding=True)
     topic: dict[str, float] | None = None
-    if reason is None and record is not None and config.screening.on_topic.enabled:
+    if reason is None and config.screening.on_topic.enabled:
         reason, topic = _on_topic(state, iid, record["text"])
     quality: dict[str, Any] | None = None
-    if reason is None and record is not None and config.screening.rating.enabled:
+    if reason is None and config.screening.rating.enabled:
         quality = _quality(rt, state, record)
         state.put("quality", iid, quality)
         if quality["mean"] is None:
             reason = "unrated"  # no other expert could rate it; the failures say why
         elif quality["mean"] < config.screening.rating.min_score:
             reason = "low_quality"
-    if reason is not None or record is None:
-        state.drop(iid, reason or "missing_record")
-        state.mark("screened", iid)
+    if reason is not None:
+        abandon_screen(rt, state.campaign, iid, reason)
         return False
     category = categorize(record["text"])
     screening = {"id": iid, "category": category, "language": record.get("language") or config.languages[0],
