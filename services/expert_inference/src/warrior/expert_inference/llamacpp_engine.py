@@ -183,16 +183,31 @@ class LlamaCppEngine:
             if not tokens:
                 results.append((0.0, 0))
                 continue
-            logprobs, total = base, 0.0
             llm.n_tokens = base_len
-            for i, token in enumerate(tokens):
-                total += float(logprobs[token])
-                if i + 1 < len(tokens):
-                    llm.eval([token])
-                    logprobs = self._last_logprobs(llm)
+            total = float(base[tokens[0]])
+            if len(tokens) > 1:  # the rest in one pass: every position's logits at once
+                total += self._continuation_logprob(llm, tokens)
             results.append((total, len(tokens)))
         llm.n_tokens = base_len
         return results
+
+    def _continuation_logprob(self, llm: Any, tokens: list[int]) -> float:
+        """log P(tokens[1:] | context, tokens[0]): tokens[:-1] evaluated after the context in batches of
+        n_batch, with logits kept for every position (the high-level `eval` keeps only the last one's
+        unless the whole context was made with logits_all, which costs n_ctx x vocab floats)."""
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        feed, targets, total = tokens[:-1], tokens[1:], 0.0
+        for start in range(0, len(feed), llm.n_batch):
+            chunk = feed[start : start + llm.n_batch]
+            llm._batch.set_batch(batch=chunk, n_past=llm.n_tokens, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(chunk), llm.n_vocab()))
+            top = logits.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+            wanted = np.asarray(targets[start : start + len(chunk)])
+            total += float((logits[np.arange(len(chunk)), wanted] - log_norm).sum())
+            llm.n_tokens += len(chunk)
+        return total
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
