@@ -92,10 +92,16 @@ def test_flywheel_runs_the_whole_loop_and_resumes_from_its_records(warrior_env: 
     assert humaneval["base"]["expert"] == "alpha-f16" and humaneval["trained"]["expert"] == "smol-arena"
     assert humaneval["base"]["total"] == humaneval["trained"]["total"] == 2
     assert 0.0 <= humaneval["trained"]["pass_at_1"] <= 1.0
+    paired = report["paired"]["benchmarks"]["humaneval"]  # trained vs base on the same two problems
+    assert paired["problems"] == 2 and paired["difference"] == round(
+        humaneval["trained"]["pass_at_1"] - humaneval["base"]["pass_at_1"], 4
+    )
+    assert paired["interval_95"][0] <= paired["difference"] <= paired["interval_95"][1]
     names = {row["expert"] for row in report["ratings"]["leaderboard"]}
     assert names == {"beta", "gamma", "alpha-f16", "smol-arena"}  # the trained model joined the roster
     assert report["ratings"]["trained"]["battles"] > 0
     assert "pass@1" in report_path.with_suffix(".md").read_text()
+    assert "bootstrap 95% interval" in report_path.with_suffix(".md").read_text()
     assert "on the trainer's queue" in first.stderr  # training was a task, not a process of the CLI
     assert (Path(env["WARRIOR_STORE_URL"].removeprefix("file://")) / "flywheel/fw-test/turn-1/train.json").is_file()
     assert not LocalStack().running()  # the stack it started is stopped

@@ -35,6 +35,7 @@ import yaml
 from celery import Celery
 
 from warrior.cli import campaign as ops
+from warrior.cli.evidence import paired_difference
 from warrior.cli.flywheel_config import Flywheel
 from warrior.cli.stack import ARENA_SERVICES, LocalStack
 from warrior.cli.tables import table
@@ -361,7 +362,21 @@ class FlywheelRun:
                 }
                 self.echo(f"[evaluate] {benchmark}: {expert} pass@1 {stored['pass_at_1']:.3f} "
                           f"({stored['passed']}/{stored['total']})")  # fmt: skip
-        return {"benchmarks": out}
+        return {"benchmarks": out, "paired": self._paired(out)}
+
+    def _paired(self, evaluated: dict[str, Any]) -> dict[str, Any]:
+        """Trained vs base on the same problems, per benchmark and all together (see evidence.py)."""
+        outcomes: dict[str, dict[str, bool]] = {"base": {}, "trained": {}}
+        per: dict[str, Any] = {}
+        for benchmark, roles in evaluated.items():
+            mine: dict[str, dict[str, bool]] = {}
+            for role in ("base", "trained"):
+                stored = self.store.get_json(roles[role]["result"])
+                mine[role] = {f"{benchmark}:{o['task_id']}": bool(o["passed"]) for o in stored["outcomes"]}
+                outcomes[role] |= mine[role]
+            per[benchmark] = paired_difference(mine["base"], mine["trained"])
+        together = paired_difference(outcomes["base"], outcomes["trained"]) if len(per) > 1 else None
+        return {"benchmarks": per, "combined": together}
 
     def _followup(self, config: CampaignConfig) -> dict[str, Any]:
         rt, app = self.rt, self.app
@@ -404,6 +419,7 @@ class FlywheelRun:
             },
             "registered": registered["experts"],
             "evaluation": evaluated["benchmarks"],
+            "paired": evaluated.get("paired"),
             "ratings": {
                 "campaign": followup["campaign"],
                 "battles": followup["battles"],
@@ -422,6 +438,13 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
             r = roles[role]
             rows.append({"benchmark": benchmark, "model": f"{r['expert']} ({role})", "pass@1": f"{r['pass_at_1']:.3f}",
                          "passed": f"{r['passed']}/{r['total']}"})  # fmt: skip
+    paired = report.get("paired") or {}
+    compared = [
+        {"benchmark": name, "problems": p["problems"], "difference": f"{p['difference']:+.3f}",
+         "interval_95": f"[{p['interval_95'][0]:+.3f}, {p['interval_95'][1]:+.3f}]",
+         "gained": len(p["gained"]), "lost": len(p["lost"])}
+        for name, p in [*paired.get("benchmarks", {}).items(), ("combined", paired.get("combined"))] if p
+    ]  # fmt: skip
     ratings = report["ratings"]
     board = [
         {"expert": r["expert"], "rating": r["rating"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -439,6 +462,15 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
         "",
         "pass@1 (greedy, sandboxed)",
         table(rows, ["benchmark", "model", "pass@1", "passed"]),
+        *(
+            [
+                "",
+                "trained - base, paired over problems (bootstrap 95% interval)",
+                table(compared, ["benchmark", "problems", "difference", "interval_95", "gained", "lost"]),
+            ]
+            if compared
+            else []
+        ),
         "",
         f"follow-up campaign {ratings['campaign']}: {ratings['battles']} battles, {ratings['votes']} votes",
         table(board, ["expert", "rating", "ci_low", "ci_high", "battles", "win_rate"]),
