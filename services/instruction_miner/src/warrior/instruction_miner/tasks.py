@@ -18,12 +18,14 @@ from warrior.common.records import instruction_key, screening_key
 from warrior.common.registry import joins_open_roster
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound
-from warrior.instruction_miner.benchmark_index import contamination_index, embedding_index
+from warrior.instruction_miner.benchmark_index import candidate_finder, contamination_index, embedding_index
 from warrior.instruction_miner.categories import categorize
 from warrior.instruction_miner.dedup_index import SharedDedupIndex
 from warrior.instruction_miner.filters import FilterLimits, clean_instruction, drop_reason
 from warrior.instruction_miner.prompts import completion_system_prompt, mining_system_prompt
 from warrior.instruction_miner.rating import rate
+from warrior.instruction_miner.rewording import judge as judge_rewording
+from warrior.instruction_miner.rewording import verdict as rewording_verdict
 from warrior.instruction_miner.topic import classifier as topic_classifier
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,63 @@ def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str, *, em
     except (BenchmarkDataError, EmbeddingError) as exc:
         state.fail(f"decontamination:{iid}", str(exc))
         return "decontamination_unavailable"
+    if hit is None:
+        return None
+    state.put("contamination", iid, hit.record())
+    return "contaminated"
+
+
+def _rewording_judge(rt: Runtime, state: CampaignState) -> str | None:
+    """The expert that judges rewordings: the configured one, else the first configured expert that
+    serves candidate log-probabilities (None: no live expert does)."""
+    config = state.campaign_config()
+    named = config.screening.decontamination.rewording.expert
+    for name in [named] if named else config.expert_names:
+        if rt.registry.experts().get(name) and expert_model(rt.client, name).candidate_logprobs:
+            return name
+    return None
+
+
+def _rewording(rt: Runtime, state: CampaignState, iid: str, text: str) -> str | None:
+    """Drop reason when the request rewords a benchmark problem (see rewording.py); the judgment is
+    recorded either way. Fails closed: with no judge, the request is dropped, not kept unchecked."""
+    settings = state.campaign_config().screening.decontamination
+    rewording = settings.rewording
+    if not rewording.enabled:
+        return None
+    try:
+        finder = candidate_finder(settings, rt.settings.cache_dir)
+        candidates = finder.find(text, top=rewording.candidates, min_similarity=rewording.min_similarity)
+    except (BenchmarkDataError, EmbeddingError) as exc:
+        state.fail(f"decontamination:{iid}", str(exc))
+        return "decontamination_unavailable"
+    if not candidates:
+        return None
+    expert = _rewording_judge(rt, state)
+    if expert is None:
+        state.fail(f"rewording:{iid}", "no live expert serves candidate log-probabilities to judge rewordings")
+        return "decontamination_unavailable"
+    ledger = rt.ledger(state.campaign)
+
+    def score(messages: list[dict[str, str]], texts: list[str]) -> dict[str, float]:
+        request = {"messages": messages, "assistant_prefix": "", "candidates": texts}
+        revision = expert_model(rt.client, expert).revision
+        invoke = lambda: rt.client.score_candidates(expert, messages, "", texts).to_dict()  # noqa: E731
+        response, reused = ledger.call(expert, revision, "score_candidates", request, invoke)
+        state.incr("ledger_reused" if reused else "engine_calls")
+        return {c: float(lp) for c, lp in response["logprobs"].items()}
+
+    try:
+        judged = judge_rewording(text, candidates, score, code_weight=rewording.code_weight)
+    except (ExpertUnavailable, ExpertRequestError, RevisionMismatch) as exc:
+        state.fail(f"rewording:{iid}", f"{type(exc).__name__}: {exc}")
+        return "decontamination_unavailable"
+    hit = rewording_verdict(judged, rewording.threshold)
+    best = max(judged, key=lambda j: j.evidence)
+    state.put("rewording", iid, {"judge": expert, "threshold": rewording.threshold,
+                                 "nearest": f"{best.candidate.item.benchmark}/{best.candidate.item.task_id}",
+                                 "evidence": round(best.evidence, 4), "statement": round(best.statement, 4),
+                                 "code": None if best.code is None else round(best.code, 4)})  # fmt: skip
     if hit is None:
         return None
     state.put("contamination", iid, hit.record())
@@ -269,6 +328,8 @@ def _costly_checks(
     topic: dict[str, float] | None = None
     if reason is None and config.screening.on_topic.enabled:
         reason, topic = _on_topic(state, iid, record["text"])
+    if reason is None:
+        reason = _rewording(rt, state, iid, record["text"])
     quality: dict[str, Any] | None = None
     if reason is None and config.screening.rating.enabled:
         quality = _quality(rt, state, record)
