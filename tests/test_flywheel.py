@@ -32,7 +32,12 @@ def _write(tmp_path: Path, **overrides: object) -> Path:
         "campaign": "fw-arena",
         "experts": [{"name": n, "engine": "zero-latency-test"} for n in ("alpha", "beta", "gamma")],
         "mining": {"per_expert": 2, "sampling": {"max_tokens": 64}, "grid": [{"temperature": 1.0, "top_p": 0.99}]},
-        "screening": {"rating": {"min_score": 1.0}, "decontamination": {"embedding": {"enabled": False}}},
+        # Decontamination beyond n-grams is screening's own business (its tests cover it); here it would
+        # only slow the loop under test.
+        "screening": {
+            "rating": {"min_score": 1.0},
+            "decontamination": {"embedding": {"enabled": False}, "rewording": {"enabled": False}},
+        },
         "battle": {"answer_sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 48}, "tie_margin": 0.01},
         "scoring": {"bootstrap_rounds": 20, "max_flip_rate": 1.0},
         "dataset": {"name": "fw-arena"},

@@ -132,7 +132,8 @@ def test_expert_killed_mid_battle_campaign_completes_and_failure_is_counted(
                 "sampling": {"max_tokens": 96},
                 "grid": [{"temperature": 1.0, "top_p": 0.99}],
             },
-            "screening": {"rating": {"min_score": 1.0}},  # SmolLM2 rates every request near 3
+            # SmolLM2 rates every request near 3. The rewording judge is left out: this test is about battles.
+            "screening": {"rating": {"min_score": 1.0}, "decontamination": {"rewording": {"enabled": False}}},
             "battle": {"answer_sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 96}},
             "scoring": {"bootstrap_rounds": 20},
             "dataset": {"name": "live-kill"},
