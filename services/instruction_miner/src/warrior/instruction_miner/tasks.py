@@ -127,12 +127,13 @@ def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str, *, em
 
 
 def _rewording_judge(rt: Runtime, state: CampaignState) -> str | None:
-    """The expert that judges rewordings: the configured one, else the first configured expert that
-    serves candidate log-probabilities (None: no live expert does)."""
+    """The expert that judges rewordings: the configured one, else the first configured live expert
+    that serves candidate log-probabilities (None: no live expert does)."""
     config = state.campaign_config()
     named = config.screening.decontamination.rewording.expert
+    live = rt.registry.experts()
     for name in [named] if named else config.expert_names:
-        if rt.registry.experts().get(name) and expert_model(rt.client, name).candidate_logprobs:
+        if live.get(name) and expert_model(rt.client, name).candidate_logprobs:
             return name
     return None
 
