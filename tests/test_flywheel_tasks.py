@@ -21,6 +21,7 @@ from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig
 from warrior.common.runtime import get_runtime
 from warrior.common.store import open_store
+from warrior.dataset_builder.versions import build_version
 
 
 class _Stack:
@@ -118,6 +119,8 @@ class _Campaigns:
 
     def __init__(self) -> None:
         self.started: dict[str, CampaignConfig] = {}
+        self.finalized: list[tuple[str, str]] = []
+        self.built: list[dict[str, Any]] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         campaigns = self
@@ -137,15 +140,28 @@ class _Campaigns:
             assert campaign in self.started
             return {"instructions": {"kept": 3, "dropped": 0}, "battles": 3, "votes": 6}
 
-        def finalize(app: Any, campaign: str, *args: Any) -> dict[str, Any]:
+        def finalize(app: Any, campaign: str, *args: Any, verdicts: str = "arena") -> dict[str, Any]:
+            self.finalized.append((campaign, verdicts))
             names = self.started[campaign].expert_names
             board = [{"expert": n, "rating": 0.0, "ci_low": -1.0, "ci_high": 1.0, "battles": 2, "win_rate": 0.5}
                      for n in names]  # fmt: skip
-            return {"leaderboard": board, "judges": {}}
+            return {"leaderboard": board, "judges": {}, "ratings_key": f"runs/{campaign}/ratings/{verdicts}.json"}
 
-        def build_dataset(app: Any, campaign: str, name: str, *args: Any) -> dict[str, Any]:
+        def build_dataset(
+            app: Any, campaign: str, name: str, *args: Any, ratings_key: str | None = None, winners: str = "ratings",
+            instructions: list[str] | None = None, seed: int = 0,
+        ) -> dict[str, Any]:  # fmt: skip
+            """A real dataset version: three rows whose winner is the first expert (the second, for random)."""
             assert campaign in self.started
-            return {"name": name, "version": f"v-{campaign}", "rows": 3}
+            experts = self.started[campaign].expert_names
+            winner = experts[1] if winners == "random" else experts[0]
+            ids = instructions or [f"i{k}" for k in range(3)]
+            rows = [{"messages": [{"role": "user", "content": f"request {i}"}, {"role": "assistant", "content": "x"}],
+                     "lineage": {"instruction_id": i, "winner": winner, "verification": {"status": "verified"}}}
+                    for i in ids]  # fmt: skip
+            key = ratings_key or f"runs/{campaign}/ratings/arena.json"
+            self.built.append({"name": name, "ratings_key": key, "winners": winners, "instructions": instructions})
+            return build_version(get_runtime().store, name, rows, campaigns=[campaign], ratings_key=key, leaderboard=[])
 
         monkeypatch.setattr(ops, "CampaignState", State)
         monkeypatch.setattr(ops, "start", start)
@@ -154,12 +170,12 @@ class _Campaigns:
         monkeypatch.setattr(ops, "build_dataset", build_dataset)
 
 
-def _write(tmp_path: Path, **overrides: object) -> Path:
+def _write(tmp_path: Path, campaign_keys: dict[str, Any] | None = None, **overrides: object) -> Path:
     campaign = {
         "campaign": "fw-arena",
         "experts": [{"name": n, "engine": "zero-latency-test"} for n in ("alpha", "beta", "gamma")],
         "dataset": {"name": "fw-arena"},
-    }
+    } | (campaign_keys or {})
     (tmp_path / "campaign.yaml").write_text(yaml.safe_dump(campaign))
     (tmp_path / "base-model").mkdir(exist_ok=True)
     flywheel = {
@@ -182,7 +198,19 @@ def fakes(warrior_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monke
     stacks: list[_Stack] = []
     monkeypatch.setattr(flywheel_module, "make_celery", lambda *a, **k: app)
     monkeypatch.setattr(flywheel_module, "LocalStack", lambda *a, **k: stacks[0])
-    return {"app": app, "campaigns": campaigns, "stacks": stacks}
+    audited: list[list[str]] = []
+
+    def audit(rows: list[dict[str, Any]], config: Any, cache: Path, score: Any, judge_name: str | None) -> Any:
+        """The final rows' decontamination (its own tests run it for real): records which rows it was given."""
+        audited.append([r["lineage"]["instruction_id"] for r in rows])
+        nothing = {"hits": [], "nearest": {}, "strongest": {}}
+        return {"rows": len(rows), "benchmarks": ["humaneval"], "overlap": 0,
+                "ngram": nothing | {"n": 13, "checked": "x"}, "embedding": nothing | {"threshold": 0.9},
+                "rewording": nothing | {"ran": False, "threshold": 3.0, "judge": judge_name,
+                                        "judged_rows": 0}}  # fmt: skip
+
+    monkeypatch.setattr(flywheel_module, "audit_rows", audit)
+    return {"app": app, "campaigns": campaigns, "stacks": stacks, "audited": audited}
 
 
 def _run(path: Path, stack: str = "local") -> tuple[dict[str, Any], list[str]]:
@@ -246,7 +274,12 @@ def test_turns_train_each_turns_model_again_and_record_each_turn(fakes: dict[str
     # Turn 2 trains turn 1's model, on the dataset of the follow-up campaign turn 1's model battled in.
     first = store.get_json("flywheel/fw-fast/turn-1/train.json")
     assert trains[1]["base_model"] == first["final_key"]
-    assert trains[1]["dataset"] == {"name": "fw-arena-followup", "version": "v-fw-arena-followup"}
+    followup_data = store.get_json("flywheel/fw-fast/turn-1/followup.json")["campaign"]
+    assert followup_data == "fw-arena-followup"
+    assert trains[1]["dataset"]["name"] == "fw-arena-followup"
+    assert (
+        trains[1]["dataset"]["version"] == store.get_json("flywheel/fw-fast/turn-2/campaign.json")["dataset"]["version"]
+    )
     assert [t["turn"] for t in report["turns"]] == [1, 2]
     second = report["turns"][1]
     humaneval = second["evaluation"]["humaneval"]
@@ -259,7 +292,7 @@ def test_turns_train_each_turns_model_again_and_record_each_turn(fakes: dict[str
     stack.calls.clear()
     again, said = _run(path)
     assert fakes["app"].sent == [] and stack.calls == []
-    assert sum("already done" in line for line in said) == 12
+    assert sum("already done" in line for line in said) == 14
     assert again["turns"][1]["evaluation"] == second["evaluation"]
 
 
@@ -325,3 +358,52 @@ def test_what_is_added_to_a_running_stack_joins_it(make_stack: Any) -> None:
     assert {"expert-delta", "worker-trainer"} <= set(names)
     stopped = stack.local.down(echo=lambda *_: None)
     assert {"expert-delta", "worker-trainer"} <= set(stopped)
+
+
+def test_ablations_train_the_target_on_the_same_rows_with_other_winners(fakes: dict[str, Any], tmp_path: Path) -> None:
+    from warrior.cli.flywheel import render_report
+    from warrior.common.campaign_config import ConfigError
+
+    # The LLM-only ablation needs the judges' verdicts on the pairs execution decides.
+    with pytest.raises(ConfigError, match="llm-only needs .*battle.shadow_judging true"):
+        load_flywheel(_write(tmp_path, ablations=["llm-only"]))
+    with pytest.raises(ConfigError, match="ablations must be distinct"):
+        load_flywheel(_write(tmp_path, ablations=["random", "random"]))
+    stack = _Stack(running=False)
+    fakes["stacks"].append(stack)
+    path = _write(tmp_path, {"battle": {"shadow_judging": True}}, ablations=["llm-only", "random"])
+    report, _ = _run(path)
+    campaigns = fakes["campaigns"]
+    # The LLM-only winners come from the same campaign's battles, re-decided by the judges alone.
+    assert ("fw-arena", "llm") in campaigns.finalized
+    main = campaigns.built[0]
+    built = {b["name"]: b for b in campaigns.built}
+    llm_only, random_ = built["fw-arena-llm-only"], built["fw-arena-random"]
+    assert llm_only["ratings_key"] == "runs/fw-arena/ratings/llm.json" and llm_only["winners"] == "ratings"
+    assert random_["winners"] == "random" and random_["ratings_key"] == main["ratings_key"]
+    assert llm_only["instructions"] == random_["instructions"] == ["i0", "i1", "i2"]  # the arena's rows
+    # Each ablation trains the same base model (not the arena-trained one) and is served and evaluated.
+    trains = {args[0]["output"]: args[0] for name, args, _ in fakes["app"].sent if name == queues.TASK_TRAIN}
+    assert set(trains) == {"smol-arena", "smol-arena-llm-only", "smol-arena-random"}
+    assert {t["base_model"] for t in trains.values()} == {str(tmp_path / "base-model")}
+    assert trains["smol-arena-random"]["dataset"]["name"] == "fw-arena-random"
+    evaluated = [args[0] for name, args, _ in fakes["app"].sent if name == queues.TASK_EVALUATE]
+    assert evaluated == ["alpha-f16", "smol-arena", "smol-arena-llm-only", "smol-arena-random"]
+    added = [name for call in stack.calls if call[0] == "add" for name in call[1]]
+    assert {"smol-arena-llm-only", "smol-arena-random"} <= set(added)
+    ablation = report["ablations"]["random"]
+    assert ablation["dataset"]["winners"] == {"beta": 3} and ablation["dataset"]["same_winner_as_arena"] == 0
+    paired = ablation["paired"]["trained_minus_ablation"]["benchmarks"]["humaneval"]
+    assert paired["problems"] == 2 and paired["difference"] == 0.0
+    # The data the target trained on: its rows, their winners, and the final rows' decontamination.
+    assert report["data"]["rows"] == 3 and report["data"]["winners"] == {"alpha": 3}
+    assert fakes["audited"][0] == ["i0", "i1", "i2"]
+    text = render_report(report)
+    assert "ablations: the same rows, other winners" in text and "trained - llm-only" in text
+    assert "overlap of the final rows with humaneval: 0 rows" in text
+    # Resumed, every ablation step is found recorded.
+    fakes["app"].sent.clear()
+    again, said = _run(path)
+    assert fakes["app"].sent == []
+    assert sum("[ablation-" in line and "already done" in line for line in said) == 8
+    assert again["ablations"] == report["ablations"]

@@ -177,16 +177,32 @@ def wait(
     return state.snapshot()
 
 
-def finalize(app: Celery, campaign: str, timeout_s: float = 600.0) -> dict[str, Any]:
-    """Ratings with intervals and final winners, computed by the scorer service."""
-    result = app.send_task(queues.TASK_FINALIZE, args=[campaign])
+def finalize(app: Celery, campaign: str, timeout_s: float = 600.0, *, verdicts: str = "arena") -> dict[str, Any]:
+    """Ratings with intervals and final winners, computed by the scorer service (`verdicts="llm"`: from the
+    LLM judges alone, the LLM-only ablation)."""
+    result = app.send_task(queues.TASK_FINALIZE, args=[campaign], kwargs={"verdicts": verdicts})
     return dict(result.get(timeout=timeout_s))
 
 
-def build_dataset(app: Celery, campaign: str, name: str, timeout_s: float = 600.0) -> dict[str, Any]:
-    """Finalize the ratings, then have the dataset builder write an immutable version."""
-    final = finalize(app, campaign, timeout_s)
-    result = app.send_task(queues.TASK_BUILD, args=[campaign, name, final["ratings_key"]])
+def build_dataset(
+    app: Celery,
+    campaign: str,
+    name: str,
+    timeout_s: float = 600.0,
+    *,
+    ratings_key: str | None = None,
+    winners: str = "ratings",
+    instructions: list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Finalize the ratings (unless `ratings_key` names a snapshot), then have the dataset builder write an
+    immutable version; `winners`, `instructions` and `seed` build an ablation on given rows."""
+    if ratings_key is None:
+        ratings_key = finalize(app, campaign, timeout_s)["ratings_key"]
+    result = app.send_task(
+        queues.TASK_BUILD, args=[campaign, name, ratings_key],
+        kwargs={"winners": winners, "instructions": instructions, "seed": seed},
+    )  # fmt: skip
     manifest = dict(follow(result, f"dataset {name}", "rows", timeout_s))
     manifest["uri"] = manifest_uri(manifest)
     return manifest

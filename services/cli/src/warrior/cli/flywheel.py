@@ -26,6 +26,7 @@ converter at the same precision, so the comparison of their pass@1 and of their 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,16 +42,23 @@ from warrior.cli.stack import ARENA_SERVICES, LocalStack
 from warrior.cli.tables import table
 from warrior.common import queues
 from warrior.common.campaign_config import CampaignConfig, ExpertConfig
+from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime, get_runtime
 from warrior.common.security import redact_url
 from warrior.common.settings import Settings
 from warrior.common.store import ObjectNotFound, ObjectStore, open_store
+from warrior.common.verification import answer_verification
+from warrior.dataset_builder.versions import read_manifest, read_rows
+from warrior.instruction_miner.audit import audit_rows
+from warrior.instruction_miner.tasks import ledger_scorer, rewording_judge
 
 Echo = Callable[[str], None]
 STACKS = ("local", "cluster")
-STEPS = ("campaign", "train", "export", "register", "evaluate", "followup")
+STEPS = ("campaign", "data", "train", "export", "register", "evaluate", "followup")
+# An ablation's steps (turn 1 only), recorded as `ablation-<kind>-<step>`.
+ABLATION_STEPS = ("dataset", "train", "export", "evaluate")
 # The annotation a chart expert of the flywheel carries: the revision its GGUF file serves.
 REVISION_ANNOTATION = "warrior.dev/revision"
 
@@ -156,8 +164,13 @@ class FlywheelRun:
         self._local.up(self.fw.campaign, services=services, echo=self.echo)
         return True
 
+    def _steps(self, turn: int) -> list[str]:
+        ablations = self.cfg.ablations if turn == 1 else []
+        return [*STEPS, *(f"ablation-{kind}-{step}" for kind in ablations for step in ABLATION_STEPS)]
+
     def _all_recorded(self) -> bool:
-        return all(self.records(k).get(step) is not None for k in range(1, self.cfg.turns + 1) for step in STEPS)
+        turns = range(1, self.cfg.turns + 1)
+        return all(self.records(k).get(step) is not None for k in turns for step in self._steps(k))
 
     # -- turns ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -189,6 +202,7 @@ class FlywheelRun:
         else:  # the previous model, trained again on the battles it fought
             source_campaign, source, base = previous.followup, previous.final_key, previous.trained
         campaign = self._step(rec, "campaign", lambda: self._campaign(source_campaign))
+        data = self._step(rec, "data", lambda: self._data(source_campaign, campaign))
         training = self._step(rec, "train", lambda: self._train(campaign, source, trained))
         exported = self._step(rec, "export", lambda: self._export(training, source, trained, first=previous is None))
         served = list(previous.served if previous else [])
@@ -197,11 +211,16 @@ class FlywheelRun:
         served.append({"name": trained} | exported["trained"])
         followup_config = self._followup_config(turn, served, previous)
         if rec.get("evaluate") is None or rec.get("followup") is None:
-            self._serve(followup_config, served)
+            self._serve(list(followup_config.experts), served)
         registered = self._step(rec, "register", lambda: self._register(served))
         evaluated = self._step(rec, "evaluate", lambda: self._evaluate(base, trained))
         followup = self._step(rec, "followup", lambda: self._followup(followup_config))
+        ablations = {
+            kind: self._ablation(rec, kind, campaign, source, evaluated, served) for kind in
+            (self.cfg.ablations if previous is None else [])
+        }  # fmt: skip
         report = self._report(turn, base, trained, campaign, training, registered, evaluated, followup)
+        report |= {"data": data, "ablations": ablations}
         return report, Turn(trained, training["final_key"], followup_config, served)
 
     def _step(self, rec: Records, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -261,7 +280,106 @@ class FlywheelRun:
             "battles": snap["battles"],
             "votes": snap["votes"],
             "dataset": {"name": manifest["name"], "version": manifest["version"], "rows": manifest["rows"]},
+            "ratings_key": manifest["ratings"],
             "leaderboard": final["leaderboard"],
+        }
+
+    def _rows(self, dataset: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        manifest = read_manifest(self.store, dataset["name"], dataset["version"])
+        return manifest, read_rows(self.store, manifest)
+
+    def _data(self, config: CampaignConfig, campaign: dict[str, Any]) -> dict[str, Any]:
+        """What the target is trained on: rows, winners by expert, how their answers fared against the tests,
+        and the decontamination checks run again over the final rows (see audit.py)."""
+        manifest, rows = self._rows(campaign["dataset"])
+        statuses = Counter(str(r["lineage"].get("verification", {}).get("status", "unknown")) for r in rows)
+        self.echo(f"[data] {len(rows)} rows; checking them against the evaluation sets (13-gram, embedding, "
+                  "rewording)")  # fmt: skip
+        settings = config.screening.decontamination
+        judge = rewording_judge(self.rt, config) if settings.rewording.enabled else None
+        state = CampaignState(self.rt.redis, campaign["campaign"])
+        score = ledger_scorer(self.rt, state, judge) if judge else None
+        audit = audit_rows(rows, settings, self.rt.settings.cache_dir, score, judge_name=judge)
+        if audit["overlap"]:
+            self.echo(f"[data] WARNING: {audit['overlap']} row(s) overlap an evaluation set: see the report's "
+                      "data.decontamination")  # fmt: skip
+        return {
+            "rows": len(rows),
+            "winners": dict(Counter(str(r["lineage"]["winner"]) for r in rows).most_common()),
+            "verification": dict(statuses.most_common()),
+            "selection": manifest.get("selection"),
+            "screening": manifest.get("screening"),
+            "answers": answer_verification(
+                self.store.get_json(key) for key in self.store.list(f"runs/{campaign['campaign']}/rows/")
+            ),
+            "decontamination": audit,
+        }
+
+    def _ablation(
+        self,
+        rec: Records,
+        kind: str,
+        campaign: dict[str, Any],
+        source: str,
+        evaluated: dict[str, Any],
+        served: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Turn 1's target trained on the same rows with other winners (`llm-only` or `random`), evaluated."""
+        name = self.cfg.ablation_name(kind)
+        step = f"ablation-{kind}-"
+        dataset = self._step(rec, step + "dataset", lambda: self._ablation_dataset(kind, campaign))
+        training = self._step(rec, step + "train", lambda: self._train({"dataset": dataset}, source, name))
+        exported = self._step(rec, step + "export", lambda: self._export(training, source, name, first=False))
+        entry = {"name": name} | exported["trained"]
+        if rec.get(step + "evaluate") is None:
+            self._serve([self._served_expert(entry)], [*served, entry])
+        evaluation = self._step(rec, step + "evaluate", lambda: self._evaluate_ablation(kind, name, evaluated))
+        result = training.get("result", {})
+        return {
+            "expert": name,
+            "dataset": dataset,
+            "training": {"run": training["run"], "steps": result.get("steps"), "losses": result.get("losses")},
+            "evaluation": evaluation["benchmarks"],
+            "paired": evaluation["paired"],
+        }
+
+    def _ablation_dataset(self, kind: str, campaign: dict[str, Any]) -> dict[str, Any]:
+        main = campaign["dataset"]
+        manifest, rows = self._rows(main)
+        ids = [str(r["lineage"]["instruction_id"]) for r in rows]
+        cid = campaign["campaign"]
+        if kind == "llm-only":
+            self.echo(f"[ablation {kind}] winners of the same {len(ids)} rows from the LLM judges alone")
+            ratings_key, winners = ops.finalize(self.app, cid, verdicts="llm")["ratings_key"], "ratings"
+        else:
+            self.echo(f"[ablation {kind}] a random answer as the target of each of the same {len(ids)} rows")
+            ratings_key, winners = str(campaign.get("ratings_key") or manifest["ratings"]), "random"
+        name = f"{main['name']}-{kind}"[:63]
+        built = ops.build_dataset(
+            self.app, cid, name, self.timeout_s, ratings_key=ratings_key, winners=winners, instructions=ids
+        )
+        _, mine = self._rows({"name": built["name"], "version": built["version"]})
+        same = sum(a["lineage"]["winner"] == b["lineage"]["winner"] for a, b in zip(rows, mine, strict=True))
+        statuses = Counter(str(r["lineage"].get("verification", {}).get("status", "unknown")) for r in mine)
+        return {
+            "name": built["name"],
+            "version": built["version"],
+            "rows": built["rows"],
+            "ratings_key": ratings_key,
+            "winners": dict(Counter(str(r["lineage"]["winner"]) for r in mine).most_common()),
+            "verification": dict(statuses.most_common()),
+            "same_winner_as_arena": same,
+        }
+
+    def _evaluate_ablation(self, kind: str, name: str, evaluated: dict[str, Any]) -> dict[str, Any]:
+        out = self._evaluate_models({kind: name})
+        main = evaluated["benchmarks"]
+        return {
+            "benchmarks": out,
+            "paired": {
+                "trained_minus_ablation": self._paired(out, main, kind, "trained"),
+                "ablation_minus_base": self._paired(main, out, "base", kind),
+            },
         }
 
     def _train(self, campaign: dict[str, Any], source: str, output: str) -> dict[str, Any]:
@@ -282,16 +400,19 @@ class FlywheelRun:
             out["base"] = self._task("export", queues.TASK_EXPORT, [source, self.cfg.target.base_expert, gguf_type])
         return out
 
+    def _served_expert(self, served: dict[str, Any]) -> ExpertConfig:
+        """A model the flywheel exported, as an expert shaped like the base expert (its GGUF file, llama.cpp)."""
+        base = self.base_expert
+        return ExpertConfig(
+            name=served["name"], model=served["path"] if self.stack == "local" else None, engine="llamacpp",
+            chat_template="auto", parallel=base.parallel, context_length=base.context_length, threads=base.threads,
+        )  # fmt: skip
+
     def _followup_config(self, turn: int, served: list[dict[str, Any]], previous: Turn | None) -> CampaignConfig:
         """The roster again, with the base expert replaced by its GGUF twin, and every trained model added."""
         source = self.fw.campaign
         others = [e for e in source.experts if e.name != self.base_expert.name]
-        base = self.base_expert
-        shape = {"engine": "llamacpp", "chat_template": "auto", "parallel": base.parallel,
-                 "context_length": base.context_length, "threads": base.threads}  # fmt: skip
-        local = self.stack == "local"
-        added = [ExpertConfig(name=s["name"], model=s["path"] if local else None, **shape) for s in served]
-        experts = [*others, *added]
+        experts = [*others, *(self._served_expert(s) for s in served)]
         suffix = "-followup" if turn == 1 else f"-followup{turn}"
         data = source.model_dump(mode="json") | {
             "campaign": f"{source.campaign_id()}{suffix}"[:63],
@@ -302,13 +423,13 @@ class FlywheelRun:
         data["dataset"] = data["dataset"] | {"name": f"{source.dataset.name}{suffix}"[:63]}
         return CampaignConfig.model_validate(data)
 
-    def _serve(self, config: CampaignConfig, served: list[dict[str, Any]]) -> None:
-        """Have the stack serve the follow-up's roster: the flywheel's models as experts."""
+    def _serve(self, experts: list[ExpertConfig], served: list[dict[str, Any]]) -> None:
+        """Have the stack serve these experts, among them the flywheel's models (`served`)."""
         names = ", ".join(s["name"] for s in served)
         if self.stack == "local":
             assert self._local is not None
             self.echo(f"[register] serving {names} in the local stack")
-            self._local.add(list(config.experts), echo=self.echo)
+            self._local.add(experts, echo=self.echo)
             return
         values = chart_values(served, self.base_expert)
         path = self.work / "chart-values.yaml"
@@ -346,11 +467,16 @@ class FlywheelRun:
         }
 
     def _evaluate(self, base: str, trained: str) -> dict[str, Any]:
+        out = self._evaluate_models({"base": base, "trained": trained})
+        return {"benchmarks": out, "paired": self._paired(out, out, "base", "trained")}
+
+    def _evaluate_models(self, models: dict[str, str]) -> dict[str, Any]:
+        """pass@1 of each model (role -> expert) on every configured benchmark, on the trainer's queue."""
         ev = self.cfg.evaluate
         out: dict[str, Any] = {}
         for benchmark in ev.benchmarks:
             out[benchmark] = {}
-            for role, expert in (("base", base), ("trained", trained)):
+            for role, expert in models.items():
                 self.echo(f"[evaluate] {benchmark}: {expert} ({role}), greedy, on the trainer's queue")
                 stored = self._task(
                     "evaluate", queues.TASK_EVALUATE, [expert, benchmark],
@@ -362,20 +488,27 @@ class FlywheelRun:
                 }
                 self.echo(f"[evaluate] {benchmark}: {expert} pass@1 {stored['pass_at_1']:.3f} "
                           f"({stored['passed']}/{stored['total']})")  # fmt: skip
-        return {"benchmarks": out, "paired": self._paired(out)}
+        return out
 
-    def _paired(self, evaluated: dict[str, Any]) -> dict[str, Any]:
-        """Trained vs base on the same problems, per benchmark and all together (see evidence.py)."""
-        outcomes: dict[str, dict[str, bool]] = {"base": {}, "trained": {}}
-        per: dict[str, Any] = {}
+    def _outcomes(self, evaluated: dict[str, Any], role: str) -> dict[str, dict[str, bool]]:
+        """benchmark -> {"<benchmark>:<task id>": passed} of one role's stored evaluation results."""
+        out = {}
         for benchmark, roles in evaluated.items():
-            mine: dict[str, dict[str, bool]] = {}
-            for role in ("base", "trained"):
-                stored = self.store.get_json(roles[role]["result"])
-                mine[role] = {f"{benchmark}:{o['task_id']}": bool(o["passed"]) for o in stored["outcomes"]}
-                outcomes[role] |= mine[role]
-            per[benchmark] = paired_difference(mine["base"], mine["trained"])
-        together = paired_difference(outcomes["base"], outcomes["trained"]) if len(per) > 1 else None
+            stored = self.store.get_json(roles[role]["result"])
+            out[benchmark] = {f"{benchmark}:{o['task_id']}": bool(o["passed"]) for o in stored["outcomes"]}
+        return out
+
+    def _paired(self, first: dict[str, Any], second: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+        """Role `b` (of `second`) vs role `a` (of `first`) on the same problems, per benchmark and all
+        together (see evidence.py)."""
+        mine, theirs = self._outcomes(first, a), self._outcomes(second, b)
+        per = {benchmark: paired_difference(mine[benchmark], theirs[benchmark]) for benchmark in mine}
+        together = None
+        if len(per) > 1:
+            together = paired_difference(
+                {k: v for outcomes in mine.values() for k, v in outcomes.items()},
+                {k: v for outcomes in theirs.values() for k, v in outcomes.items()},
+            )
         return {"benchmarks": per, "combined": together}
 
     def _followup(self, config: CampaignConfig) -> dict[str, Any]:
@@ -431,6 +564,81 @@ class FlywheelRun:
         }
 
 
+_PAIRED_COLUMNS = ("benchmark", "problems", "difference", "interval_95", "above_zero", "gained", "lost")
+
+
+def _interval(p: dict[str, Any]) -> str:
+    return f"[{p['interval_95'][0]:+.3f}, {p['interval_95'][1]:+.3f}]"
+
+
+def _paired_rows(paired: dict[str, Any], label: str = "") -> list[dict[str, Any]]:
+    return [
+        {"compared": label, "benchmark": name, "problems": p["problems"], "difference": f"{p['difference']:+.3f}",
+         "interval_95": _interval(p), "above_zero": "yes" if p["above_zero"] else "no", "gained": len(p["gained"]),
+         "lost": len(p["lost"])}
+        for name, p in [*paired.get("benchmarks", {}).items(), ("combined", paired.get("combined"))] if p
+    ]  # fmt: skip
+
+
+def _render_data(data: dict[str, Any]) -> list[str]:
+    answers = data.get("answers") or {}
+    experts = [
+        {"expert": name, "answers": v["answers"], "tested": v["tested"], "verified": v["verified"],
+         "verified_rate": "" if v["verified_rate"] is None else f"{v['verified_rate']:.3f}",
+         "rows_won": data["winners"].get(name, 0)}
+        for name, v in (answers.get("experts") or {}).items()
+    ]  # fmt: skip
+    audit = data["decontamination"]
+    rewording, nearest = audit["rewording"], audit["embedding"]["nearest"]
+    checks: list[dict[str, Any]] = [
+        {"check": f"{audit['ngram']['n']}-gram ({audit['ngram']['checked']})", "hits": len(audit["ngram"]["hits"]),
+         "closest": ""},
+        {"check": f"embedding >= {audit['embedding']['threshold']}", "hits": len(audit["embedding"]["hits"]),
+         "closest": f"{nearest.get('similarity')} ({nearest.get('problem')})"},
+        {"check": f"rewording >= {rewording['threshold']} (judge {rewording['judge']}, {rewording['judged_rows']} "
+                  "rows with candidates)" if rewording["ran"] else "rewording (not run: no judge)",
+         "hits": len(rewording["hits"]) if rewording["ran"] else "",
+         "closest": f"{rewording['strongest'].get('evidence')} ({rewording['strongest'].get('problem')})"
+         if rewording["ran"] else ""},
+    ]  # fmt: skip
+    hits = [*audit["ngram"]["hits"], *audit["embedding"]["hits"], *rewording["hits"]]
+    return [
+        f"data: {data['rows']} rows; winner verification {data['verification']}; "
+        f"{answers.get('with_trusted_tests')}/{answers.get('requests')} battled requests had trusted tests",
+        table(experts, ["expert", "answers", "tested", "verified", "verified_rate", "rows_won"]),
+        "",
+        f"overlap of the final rows with {', '.join(audit['benchmarks'])}: {audit['overlap']} rows",
+        table(checks, ["check", "hits", "closest"]),
+        *(["hits:", *(f"  {h}" for h in hits)] if hits else []),
+    ]
+
+
+def _render_ablations(report: dict[str, Any]) -> list[str]:
+    ablations = report.get("ablations") or {}
+    if not ablations:
+        return []
+    rows = []
+    compared = []
+    for kind, ab in ablations.items():
+        data = ab["dataset"]
+        for benchmark, roles in ab["evaluation"].items():
+            r = roles[kind]
+            rows.append({"ablation": kind, "benchmark": benchmark, "model": r["expert"],
+                         "pass@1": f"{r['pass_at_1']:.3f}",
+                         "passed": f"{r['passed']}/{r['total']}",
+                         "rows": f"{data['rows']} ({data['same_winner_as_arena']} same winner)",
+                         "verified": data["verification"].get("verified", 0)})  # fmt: skip
+        compared += _paired_rows(ab["paired"]["trained_minus_ablation"], f"trained - {kind}")
+    return [
+        "",
+        "ablations: the same rows, other winners",
+        table(rows, ["ablation", "benchmark", "model", "pass@1", "passed", "rows", "verified"]),
+        "",
+        "execution-first arena vs each ablation, paired over problems (bootstrap 95% interval)",
+        table(compared, ["compared", *_PAIRED_COLUMNS]),
+    ]
+
+
 def _render_turn(report: dict[str, Any]) -> list[str]:
     rows = []
     for benchmark, roles in report["evaluation"].items():
@@ -438,13 +646,7 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
             r = roles[role]
             rows.append({"benchmark": benchmark, "model": f"{r['expert']} ({role})", "pass@1": f"{r['pass_at_1']:.3f}",
                          "passed": f"{r['passed']}/{r['total']}"})  # fmt: skip
-    paired = report.get("paired") or {}
-    compared = [
-        {"benchmark": name, "problems": p["problems"], "difference": f"{p['difference']:+.3f}",
-         "interval_95": f"[{p['interval_95'][0]:+.3f}, {p['interval_95'][1]:+.3f}]",
-         "gained": len(p["gained"]), "lost": len(p["lost"])}
-        for name, p in [*paired.get("benchmarks", {}).items(), ("combined", paired.get("combined"))] if p
-    ]  # fmt: skip
+    compared = _paired_rows(report.get("paired") or {})
     ratings = report["ratings"]
     board = [
         {"expert": r["expert"], "rating": r["rating"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -459,6 +661,7 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
         f"{report['campaign']['votes']} votes -> dataset {data['name']}@{data['version']} ({data['rows']} rows)",
         f"training {report['training']['method']} on {report['training']['base_model']}: "
         f"{report['training'].get('steps')} steps{loss_text}",
+        *(["", *_render_data(report["data"])] if report.get("data") else []),
         "",
         "pass@1 (greedy, sandboxed)",
         table(rows, ["benchmark", "model", "pass@1", "passed"]),
@@ -466,7 +669,7 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
             [
                 "",
                 "trained - base, paired over problems (bootstrap 95% interval)",
-                table(compared, ["benchmark", "problems", "difference", "interval_95", "gained", "lost"]),
+                table(compared, list(_PAIRED_COLUMNS)),
             ]
             if compared
             else []
@@ -474,6 +677,7 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
         "",
         f"follow-up campaign {ratings['campaign']}: {ratings['battles']} battles, {ratings['votes']} votes",
         table(board, ["expert", "rating", "ci_low", "ci_high", "battles", "win_rate"]),
+        *_render_ablations(report),
     ]
 
 

@@ -10,6 +10,7 @@
     evaluate: {benchmarks: [humaneval], limit: 20}
     followup: {per_expert: 2}
     turns: 1                               # turns of the loop; each trains the previous turn's model
+    ablations: [llm-only, random]          # turn 1's target also trained on the same rows, other winners
 
 Every key is checked before anything starts, the campaign file and the training keys included.
 
@@ -77,6 +78,9 @@ class FlywheelConfig(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     followup: FollowupConfig = FollowupConfig()
     turns: int = Field(1, ge=1, le=50)
+    # Turn 1's target trained again on the same rows with other winners, to show what the verdicts add:
+    # `llm-only` (winners from the LLM judges alone; needs battle.shadow_judging) and `random`.
+    ablations: list[Literal["llm-only", "random"]] = Field(default_factory=list)
 
     _campaign_path = field_validator("campaign")(_path)
 
@@ -86,6 +90,17 @@ class FlywheelConfig(_Strict):
         if taken:
             raise ValueError(f"train.{taken[0]} is set by the flywheel (target and campaign); remove it")
         return self
+
+    @field_validator("ablations")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"ablations must be distinct, got {value}")
+        return value
+
+    def ablation_name(self, kind: str) -> str:
+        """The expert name of turn 1's target trained on an ablation's rows: `<target.name>-<kind>`."""
+        return f"{self.target.name}-{kind}"
 
     def trained_name(self, turn: int) -> str:
         """The expert name of the model trained in a turn (1-based): `target.name`, then `<name>-t<k>`."""
@@ -144,12 +159,19 @@ def load_flywheel(path: str | Path, *, local_model: bool = True) -> Flywheel:
             f"({', '.join(campaign.expert_names)})"
         )
     names = [config.trained_name(turn) for turn in range(1, config.turns + 1)]
+    names += [config.ablation_name(kind) for kind in config.ablations]
     if config.target.name in campaign.expert_names:
         raise ConfigError(f"{path}: target.name {config.target.name!r} is already an expert of the campaign")
     taken = [name for name in names[1:] if name in campaign.expert_names or len(name) > 63]
     if taken:
         raise ConfigError(f"{path}: turn model name {taken[0]!r} is taken by the campaign or too long: shorten "
                           "target.name")  # fmt: skip
+    battle = campaign.battle
+    if "llm-only" in config.ablations and (battle.verdict != "execution-first" or not battle.shadow_judging):
+        raise ConfigError(
+            f"{path}: ablations: llm-only needs the campaign's battle.verdict execution-first and "
+            "battle.shadow_judging true (so that the LLM judges also rule the pairs execution decides)"
+        )
     if local_model and not Path(config.target.base_model).is_dir():
         raise ConfigError(f"{path}: target.base_model {config.target.base_model} is not a folder (run `make install`)")
     try:

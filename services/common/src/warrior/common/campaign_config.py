@@ -363,6 +363,12 @@ class BattleConfig(_Strict):
         "rest; `llm-only`: the paper's judging alone; `execution-only`: pairs the tests do not separate are ties "
         "(see docs/verification.md)",
     )
+    shadow_judging: bool = Field(
+        False,
+        description="execution-first: the LLM judges also rule the pairs execution decided; their verdicts are kept "
+        "without votes (source `llm-shadow`) for the LLM-only ablation (`warrior flywheel`) and for measuring judges "
+        "against the tests. Costs the judge calls that execution saves",
+    )
     tests: UnitTestsConfig = UnitTestsConfig()
     answer_sampling: Sampling = Field(
         Sampling(temperature=1.0, top_p=0.95, max_tokens=512), description="how competitors answer"

@@ -24,6 +24,8 @@ from warrior.common.programs import DONE_MARKER
 
 __all__ = [
     "OUTCOMES",
+    "SHADOW",
+    "answer_verification",
     "Outcome",
     "crosscheck",
     "execution_stats",
@@ -34,6 +36,9 @@ __all__ = [
     "passes",
     "row_verification",
 ]
+
+# The source of an LLM judgment of a pair that execution decided (shadow judging): kept, never counted.
+SHADOW: Final = "llm-shadow"
 
 Outcome = Literal["passed", "failed", "error", "timeout", "refused"]
 OUTCOMES: Final[tuple[Outcome, ...]] = ("passed", "failed", "error", "timeout", "refused")
@@ -204,6 +209,30 @@ def row_verification(
         "passed": dict(sorted(counts.items())),
         "matrix": {name: dict(row) for name, row in sorted(execution["matrix"].items())},
     }
+
+
+def answer_verification(candidates: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """How each expert's answers fared against the trusted tests, over a campaign's battled requests
+    (its candidate rows: `answers` and `execution`). An answer is verified when it passes every trusted
+    test of its request; `tested` counts the answers to requests with at least one trusted test."""
+    per: dict[str, dict[str, int]] = defaultdict(lambda: {"answers": 0, "tested": 0, "verified": 0})
+    requests = tested = 0
+    for candidate in candidates:
+        requests += 1
+        execution = candidate.get("execution") or {}
+        trusted = list((execution.get("trust") or {}).get("trusted") or []) if execution.get("executable") else []
+        counts = passes(execution.get("matrix") or {}, trusted) if trusted else {}
+        tested += bool(trusted)
+        for name in candidate.get("answers") or {}:
+            per[name]["answers"] += 1
+            if trusted:
+                per[name]["tested"] += 1
+                per[name]["verified"] += counts.get(name, 0) == len(trusted)
+    experts = {
+        name: counts | {"verified_rate": round(counts["verified"] / counts["tested"], 3) if counts["tested"] else None}
+        for name, counts in sorted(per.items())
+    }
+    return {"requests": requests, "with_trusted_tests": tested, "experts": experts}
 
 
 def execution_stats(record: Mapping[str, Any]) -> dict[str, Any]:

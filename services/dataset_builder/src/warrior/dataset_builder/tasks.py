@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import random
+from collections.abc import Callable, Collection
+from typing import Any, Literal
 
 from warrior.common.battles import load_battles
 from warrior.common.campaign_state import CampaignState
@@ -55,18 +56,47 @@ def screening_drops(rt: Runtime, campaign: str) -> dict[str, int] | None:
 Progress = Callable[[int, int, str], None]
 
 
-def build(rt: Runtime, campaign: str, name: str, ratings_key: str, progress: Progress | None = None) -> dict[str, Any]:
+def random_winner(candidate: dict[str, Any], seed: int) -> str:
+    """The random-winner ablation's pick: one of the answers, uniformly, the same for the same seed and row."""
+    names = sorted(str(name) for name in candidate["answers"])
+    return names[random.Random(f"{seed}:{candidate['id']}").randrange(len(names))]
+
+
+def build(
+    rt: Runtime,
+    campaign: str,
+    name: str,
+    ratings_key: str,
+    progress: Progress | None = None,
+    *,
+    winners: Literal["ratings", "random"] = "ratings",
+    instructions: Collection[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """A dataset version of the campaign's rows, each with the winner decided by the final ratings.
 
     The rows then go through the selection the campaign's `dataset` section configures (duplicates
     out, then KCenterGreedy down to `target_rows`); the manifest records it and the screening drops.
     `progress(done, total, step)` follows the rows read, then the steps after.
+
+    For ablations on the same rows: `instructions` takes exactly these instructions' rows and skips the
+    selection (they came out of one already); `winners="random"` makes a random answer each row's
+    target (`random_winner`, drawn with `seed`) instead of the ratings' winner.
     """
+    if winners not in ("ratings", "random"):
+        raise ValueError(f"winners must be 'ratings' or 'random', got {winners!r}")
     report = progress or (lambda done, total, step: None)
     snapshot = rt.store.get_json(ratings_key)
     battles = load_battles(rt.store, campaign)  # newcomers' addenda included
     rows = []
     keys = rt.store.list(f"runs/{campaign}/rows/")
+    wanted = None if instructions is None else set(instructions)
+    if wanted is not None:
+        known = {key.rsplit("/", 1)[-1].removesuffix(".json") for key in keys}
+        missing = sorted(wanted - known)
+        if missing:
+            raise ValueError(f"campaign {campaign} has no row for {len(missing)} instruction(s), e.g. {missing[0]}")
+        keys = [key for key in keys if key.rsplit("/", 1)[-1].removesuffix(".json") in wanted]
     for done, key in enumerate(keys):
         report(done, len(keys), "reading rows")
         candidate = rt.store.get_json(key)
@@ -74,9 +104,11 @@ def build(rt: Runtime, campaign: str, name: str, ratings_key: str, progress: Pro
         if decided is None:
             continue
         candidate = with_battle(candidate, battles[candidate["id"]])
-        rows.append(training_row(candidate, decided["winner"], decided["scores"], ratings_key))
+        winner = decided["winner"] if winners == "ratings" else random_winner(candidate, seed)
+        rows.append(training_row(candidate, winner, decided["scores"], ratings_key))
     report(len(keys), len(keys), "selecting rows")
-    selection = select_rows(rows, selection_config(rt, campaign))
+    config = selection_config(rt, campaign) if wanted is None else SelectionConfig()
+    selection = select_rows(rows, config)
     report(len(keys), len(keys), f"writing {len(selection.rows)} rows")
     return build_version(
         rt.store,

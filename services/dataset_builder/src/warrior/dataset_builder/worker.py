@@ -6,7 +6,7 @@ Run: celery -A warrior.dataset_builder.worker worker -Q dataset
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from celery import Task
 
@@ -37,9 +37,20 @@ def collect(self: Task, campaign: str, iids: str | list[str]) -> None:
 
 
 @app.task(name=queues.TASK_BUILD, bind=True)
-def build(self: Task, campaign: str, name: str, ratings_key: str) -> dict[str, Any]:
+def build(
+    self: Task,
+    campaign: str,
+    name: str,
+    ratings_key: str,
+    winners: str = "ratings",
+    instructions: list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The dataset version; while it is made, the task's state is PROGRESS with done, total and step
-    (what `warrior dataset build` shows), updated at most every half second."""
+    (what `warrior dataset build` shows), updated at most every half second. `winners`, `instructions`
+    and `seed` build an ablation on the same rows (see `tasks.build`)."""
+    if winners not in ("ratings", "random"):
+        raise ValueError(f"winners must be 'ratings' or 'random', got {winners!r}")
     last = [0.0]
 
     def progress(done: int, total: int, step: str) -> None:
@@ -48,4 +59,8 @@ def build(self: Task, campaign: str, name: str, ratings_key: str) -> dict[str, A
             last[0] = now
             self.update_state(state="PROGRESS", meta={"done": done, "total": total, "step": step})
 
-    return tasks.build(get_runtime(), campaign, name, ratings_key, progress=progress)
+    policy: Literal["ratings", "random"] = "random" if winners == "random" else "ratings"
+    return tasks.build(
+        get_runtime(), campaign, name, ratings_key, progress=progress, winners=policy, instructions=instructions,
+        seed=seed,
+    )  # fmt: skip

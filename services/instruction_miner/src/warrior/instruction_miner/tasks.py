@@ -7,6 +7,7 @@ from typing import Any
 
 from warrior.common.batches import run_each
 from warrior.common.benchmarks import BenchmarkDataError
+from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.chat_template import COMPLETION_STOPS, completion_prequery_prefix, prequery_prefix
 from warrior.common.embeddings import DEFAULT_MODEL, EmbeddingError, embedder
@@ -24,6 +25,7 @@ from warrior.instruction_miner.dedup_index import SharedDedupIndex
 from warrior.instruction_miner.filters import FilterLimits, clean_instruction, drop_reason
 from warrior.instruction_miner.prompts import completion_system_prompt, mining_system_prompt
 from warrior.instruction_miner.rating import rate
+from warrior.instruction_miner.rewording import ScoreFn
 from warrior.instruction_miner.rewording import judge as judge_rewording
 from warrior.instruction_miner.rewording import verdict as rewording_verdict
 from warrior.instruction_miner.topic import classifier as topic_classifier
@@ -126,16 +128,31 @@ def _contamination(rt: Runtime, state: CampaignState, iid: str, text: str, *, em
     return "contaminated"
 
 
-def _rewording_judge(rt: Runtime, state: CampaignState) -> str | None:
-    """The expert that judges rewordings: the configured one, else the first configured live expert
-    that serves candidate log-probabilities (None: no live expert does)."""
-    config = state.campaign_config()
+def rewording_judge(rt: Runtime, config: CampaignConfig) -> str | None:
+    """The expert that judges a campaign's rewordings: the configured one, else the first configured live
+    expert that serves candidate log-probabilities (None: no live expert does)."""
     named = config.screening.decontamination.rewording.expert
     live = rt.registry.experts()
     for name in [named] if named else config.expert_names:
         if live.get(name) and expert_model(rt.client, name).candidate_logprobs:
             return name
     return None
+
+
+def ledger_scorer(rt: Runtime, state: CampaignState, expert: str) -> ScoreFn:
+    """The rewording judge's scoring function: the expert's candidate log-probabilities, each call paid
+    once per campaign through its call ledger."""
+    ledger = rt.ledger(state.campaign)
+
+    def score(messages: list[dict[str, str]], texts: list[str]) -> dict[str, float]:
+        request = {"messages": messages, "assistant_prefix": "", "candidates": texts}
+        revision = expert_model(rt.client, expert).revision
+        invoke = lambda: rt.client.score_candidates(expert, messages, "", texts).to_dict()  # noqa: E731
+        response, reused = ledger.call(expert, revision, "score_candidates", request, invoke)
+        state.incr("ledger_reused" if reused else "engine_calls")
+        return {c: float(lp) for c, lp in response["logprobs"].items()}
+
+    return score
 
 
 def _rewording(rt: Runtime, state: CampaignState, iid: str, text: str) -> str | None:
@@ -153,22 +170,12 @@ def _rewording(rt: Runtime, state: CampaignState, iid: str, text: str) -> str | 
         return "decontamination_unavailable"
     if not candidates:
         return None
-    expert = _rewording_judge(rt, state)
+    expert = rewording_judge(rt, state.campaign_config())
     if expert is None:
         state.fail(f"rewording:{iid}", "no live expert serves candidate log-probabilities to judge rewordings")
         return "decontamination_unavailable"
-    ledger = rt.ledger(state.campaign)
-
-    def score(messages: list[dict[str, str]], texts: list[str]) -> dict[str, float]:
-        request = {"messages": messages, "assistant_prefix": "", "candidates": texts}
-        revision = expert_model(rt.client, expert).revision
-        invoke = lambda: rt.client.score_candidates(expert, messages, "", texts).to_dict()  # noqa: E731
-        response, reused = ledger.call(expert, revision, "score_candidates", request, invoke)
-        state.incr("ledger_reused" if reused else "engine_calls")
-        return {c: float(lp) for c, lp in response["logprobs"].items()}
-
     try:
-        judged = judge_rewording(text, candidates, score, code_weight=rewording.code_weight)
+        judged = judge_rewording(text, candidates, ledger_scorer(rt, state, expert), code_weight=rewording.code_weight)
     except (ExpertUnavailable, ExpertRequestError, RevisionMismatch) as exc:
         state.fail(f"rewording:{iid}", f"{type(exc).__name__}: {exc}")
         return "decontamination_unavailable"

@@ -18,7 +18,7 @@ from warrior.common.ids import content_hash
 from warrior.common.ledger import CallLedger, RevisionMismatch
 from warrior.common.model_info import expert_model
 from warrior.common.runtime import Runtime
-from warrior.common.verification import merge_executions, pair_verdict
+from warrior.common.verification import SHADOW, merge_executions, pair_verdict
 from warrior.judge.execution import execution_record, not_executed, run_answers, unit_test_records
 from warrior.judge.prompts import VERDICT_CANDIDATES, VERDICT_PREFIX, answer_messages, judge_messages
 from warrior.judge.testgen import collect_tests, executable_reason, tests_messages
@@ -185,27 +185,33 @@ def _judge_all(
     """Every judgment of the plan (skipping failed judges, with reasons) and the vote counts per pair.
 
     With execution-first or execution-only verdicts, a pair the trusted tests separate is decided by
-    execution and no judge is asked; execution-only makes every other pair a tie.
+    execution and no judge is asked; execution-only makes every other pair a tie. With shadow judging
+    (execution-first), the judges rule the decided pairs too, recorded as `llm-shadow` with no votes.
     """
     verdict = ctx.config.verdict
+    shadow = ctx.config.shadow_judging and verdict == "execution-first"
     judgments: list[dict[str, Any]] = []
     jobs = []
     for a, b, judges in plan:
         decided = pair_verdict(execution, a, b) if execution and verdict != "llm-only" else None
+        source = "llm"
         if decided is not None:
             judgments.append(_execution_judgment(a, b, judges, decided["winner"], decided["reason"]))
+            if not shadow:
+                continue
+            source = SHADOW
         elif verdict == "execution-only":
             judgments.append(_execution_judgment(a, b, judges, None, "the tests do not separate them"))
-        else:
-            jobs += [((a, b, judge), _POOL.submit(judge_pair, ctx, judge, a, b, answers)) for judge in judges]
-    for (a, b, judge), future in jobs:
+            continue
+        jobs += [((a, b, judge, source), _POOL.submit(judge_pair, ctx, judge, a, b, answers)) for judge in judges]
+    for (a, b, judge, source), future in jobs:
         try:
-            judgments.append(future.result() | {"source": "llm", "votes": 1})
+            judgments.append(future.result() | {"source": source, "votes": 0 if source == SHADOW else 1})
         except (*_CALL_ERRORS, VerdictParseError) as exc:
             ctx.state.fail(f"judge:{ctx.iid}:{a}|{b}:{judge}", f"{type(exc).__name__}: {exc}")
     pairs = []
     for a, b, judges in plan:
-        mine = [j for j in judgments if j["a"] == a and j["b"] == b]
+        mine = [j for j in judgments if j["a"] == a and j["b"] == b and j["source"] != SHADOW]
         pairs.append(
             {
                 "a": a,

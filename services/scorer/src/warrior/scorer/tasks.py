@@ -15,7 +15,7 @@ from warrior.common.campaign_config import CampaignConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.ids import content_hash
 from warrior.common.runtime import Runtime
-from warrior.common.verification import passes
+from warrior.common.verification import SHADOW, passes
 from warrior.scorer import judge_panel
 from warrior.scorer.ratings import Outcome, Rating, bradley_terry_points, rate
 from warrior.scorer.scores import final_scores, pick_winner
@@ -235,14 +235,28 @@ def _median(values: Sequence[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
+def llm_verdicts_only(part: dict[str, Any]) -> dict[str, Any]:
+    """A battle part as if its pairs had been judged by LLMs alone: execution's votes and its tests out,
+    the judges' verdicts on the pairs execution decided (shadow judging) counted as ordinary votes."""
+    judged = [j for j in part["judgments"] if j.get("source", "llm") in ("llm", SHADOW)]
+    judgments = [j | {"source": "llm", "votes": 1} for j in judged]
+    return part | {"judgments": judgments, "execution": None}
+
+
+def finalize(rt: Runtime, campaign: str, verdicts: Literal["arena", "llm"] = "arena") -> dict[str, Any]:
     """Ratings with confidence intervals over every recorded battle, and each instruction's winner.
 
     The snapshot is stored under a content-addressed key; the campaign points at its newest one.
+    `verdicts="llm"` is the LLM-only ablation: the same battles rated and decided from the LLM judges'
+    verdicts alone (see `llm_verdicts_only`); its snapshot is stored but the campaign does not point at it.
     """
+    if verdicts not in ("arena", "llm"):
+        raise ValueError(f"verdicts must be 'arena' or 'llm', got {verdicts!r}")
     state = CampaignState(rt.redis, campaign)
     config = state.campaign_config()
     parts = {part_id(key): rt.store.get_json(key) for key in rt.store.list(f"runs/{campaign}/battles/")}
+    if verdicts == "llm":
+        parts = {part: llm_verdicts_only(record) for part, record in parts.items()}
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for part, record in sorted(parts.items()):
         grouped[instruction_of(part)].append(record)
@@ -297,6 +311,7 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     }
     snapshot = {
         "campaign": campaign,
+        "verdicts": verdicts,
         "method": config.scoring.rating,
         "alpha": config.scoring.alpha,
         "bootstrap_rounds": config.scoring.bootstrap_rounds,
@@ -309,7 +324,8 @@ def finalize(rt: Runtime, campaign: str) -> dict[str, Any]:
     }
     key = f"runs/{campaign}/ratings/{content_hash(snapshot, length=16)}.json"
     rt.store.put_json(key, snapshot | {"computed_at": time.time()}, if_absent=True)
-    state.put("meta_pointers", "ratings", key)
+    if verdicts == "arena":
+        state.put("meta_pointers", "ratings", key)
     return {
         "ratings_key": key,
         "leaderboard": leaderboard,

@@ -76,5 +76,8 @@ def matchmake(self: Task, campaign: str, expert: str, round_: int) -> list[str]:
 
 
 @app.task(name=queues.TASK_FINALIZE)
-def finalize(campaign: str) -> dict[str, Any]:
-    return tasks.finalize(get_runtime(), campaign)
+def finalize(campaign: str, verdicts: str = "arena") -> dict[str, Any]:
+    """Final ratings and winners; `verdicts="llm"`: the LLM-only ablation of the same battles."""
+    if verdicts not in ("arena", "llm"):
+        raise ValueError(f"verdicts must be 'arena' or 'llm', got {verdicts!r}")
+    return tasks.finalize(get_runtime(), campaign, "llm" if verdicts == "llm" else "arena")
