@@ -11,6 +11,7 @@ from warrior.common.programs import (
     unit_test_program,
 )
 from warrior.common.verification import (
+    answer_verification,
     crosscheck,
     merge_executions,
     outcome_of,
@@ -257,3 +258,22 @@ def test_a_reply_cut_off_in_its_last_assert_keeps_the_whole_ones():
         "```python\nimport math\nassert area(1) == math.pi\nassert area(0) == 0\nassert area(2) == round(4 * math.pi"
     )
     assert [t.assertion for t in parse_tests(reply, "w")] == ["assert area(1) == math.pi", "assert area(0) == 0"]
+
+
+def test_answer_verification_counts_each_experts_answers_that_pass_every_trusted_test():
+    def candidate(matrix, trusted, executable=True):
+        execution = {"executable": executable, "matrix": matrix, "trust": {"trusted": trusted}}
+        return {"answers": {name: {} for name in matrix}, "execution": execution}
+
+    stats = answer_verification(
+        [
+            candidate({"a": {"t1": "passed", "t2": "passed"}, "b": {"t1": "passed", "t2": "failed"}}, ["t1", "t2"]),
+            candidate({"a": {"t1": "failed"}, "b": {"t1": "passed"}}, ["t1"]),
+            candidate({"a": {"t1": "passed"}, "b": {"t1": "passed"}}, []),  # no trusted test: not tested
+            candidate({"a": {}, "b": {}}, ["t1"], executable=False),  # judged by LLMs alone
+        ]
+    )
+    assert stats["requests"] == 4 and stats["with_trusted_tests"] == 2
+    assert stats["experts"]["a"] == {"answers": 4, "tested": 2, "verified": 1, "verified_rate": 0.5}
+    assert stats["experts"]["b"] == {"answers": 4, "tested": 2, "verified": 1, "verified_rate": 0.5}
+    assert answer_verification([])["experts"] == {}

@@ -122,3 +122,28 @@ def test_build_of_a_campaign_unknown_to_redis_records_no_screening(campaign: Sim
     campaign.redis.flushall()
     manifest = tasks.build(campaign, "c1", "ds", RATINGS)
     assert manifest["rows"] == 3 and manifest["screening"] is None
+
+
+def test_ablation_builds_take_the_given_rows_and_draw_random_winners(campaign: SimpleNamespace) -> None:
+    arena = read_rows(campaign.store, tasks.build(campaign, "c1", "ds", RATINGS))
+    ids = [r["lineage"]["instruction_id"] for r in arena]
+    # Exactly the rows named (the duplicate i003 too: no selection runs again), winner drawn per row.
+    drawn = tasks.build(campaign, "c1", "ds-random", RATINGS, winners="random", instructions=[*ids, "i003"], seed=3)
+    rows = read_rows(campaign.store, drawn)
+    assert [r["lineage"]["instruction_id"] for r in rows] == [*ids, "i003"]
+    winners = [r["lineage"]["winner"] for r in rows]
+    assert set(winners) <= {"qwen", "smol"}
+    for row in rows:  # the target is the drawn answer
+        answer = row["messages"][-1]["content"]
+        assert answer.startswith("smol") if row["lineage"]["winner"] == "smol" else not answer.startswith("smol")
+    # The same seed draws the same winners; other seeds draw others.
+    again = tasks.build(campaign, "c1", "ds-random", RATINGS, winners="random", instructions=[*ids, "i003"], seed=3)
+    assert again["version"] == drawn["version"]
+    draws = {
+        tuple(r["lineage"]["winner"] for r in read_rows(campaign.store, tasks.build(
+            campaign, "c1", f"ds-r{seed}", RATINGS, winners="random", instructions=ids, seed=seed)))
+        for seed in range(8)
+    }  # fmt: skip
+    assert len(draws) > 1
+    with pytest.raises(ValueError, match="no row for 1 instruction"):
+        tasks.build(campaign, "c1", "ds-x", RATINGS, instructions=["i000", "nope"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from warrior.common.campaign_config import BattleConfig, UnitTestsConfig
 from warrior.common.verification import pair_verdict, row_verification
 from warrior.judge.execution import execution_record, run_answers, unit_test_records
@@ -89,3 +91,40 @@ def test_execution_only_makes_every_pair_it_cannot_separate_a_tie_and_asks_no_ju
     # good vs same: both pass every trusted test, a tie weighing as much as the two judges it replaced.
     assert by_pair[("good", "same")]["ties"] == 2 and by_pair[("good", "same")]["votes_a"] == 0
     assert by_pair[("good", "wrong")]["votes_a"] == 2 and by_pair[("good", "wrong")]["source"] == "execution"
+
+
+def test_shadow_judging_asks_the_judges_about_decided_pairs_without_counting_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from warrior.common.verification import SHADOW
+    from warrior.judge import battle
+
+    asked: list[tuple[str, str, str]] = []
+
+    def judge_pair(ctx: Any, judge: str, a: str, b: str, answers: Any) -> dict[str, Any]:
+        asked.append((judge, a, b))  # the judge prefers whichever answer comes second
+        return {"a": a, "b": b, "judge": judge, "winner": b, "forward": {"verdict": "B"}, "backward": {"verdict": "A"}}
+
+    monkeypatch.setattr(battle, "judge_pair", judge_pair)
+    execution = _battle({"good": CORRECT, "wrong": WRONG, "same": CORRECT.replace("Here you go:", "")})
+    answers = {name: {"text": ""} for name in ("good", "wrong", "same")}
+    plan = battle.schedule(sorted(answers), ["good", "wrong", "same", "judge-x"])
+    ctx = SimpleNamespace(config=BattleConfig(shadow_judging=True), iid="i", state=None)
+    judgments, pairs = battle._judge_all(ctx, plan, answers, execution)  # type: ignore[arg-type]
+    by_pair = {(p["a"], p["b"]): p for p in pairs}
+    decided = [p for p in pairs if p["source"] == "execution"]
+    assert decided, "execution separates the working answers from the wrong one"
+    for pair in decided:  # every judge of a decided pair was asked, and its verdict kept without a vote
+        shadows = [j for j in judgments if j["source"] == SHADOW and (j["a"], j["b"]) == (pair["a"], pair["b"])]
+        assert sorted(j["judge"] for j in shadows) == sorted(pair["judges_planned"])
+        assert all(j["votes"] == 0 for j in shadows)
+        assert pair["judges"] == ["execution"]  # the vote counts are execution's alone
+        assert pair["votes_a"] + pair["votes_b"] == len(pair["judges_planned"]) and pair["ties"] == 0
+    # The pair the tests cannot separate is judged as usual, with votes.
+    assert by_pair[("good", "same")]["source"] == "llm" and by_pair[("good", "same")]["votes_b"] == 2
+    assert len(asked) == 2 * len(plan)
+    # Without shadow judging the decided pairs cost no judge call.
+    asked.clear()
+    ctx = SimpleNamespace(config=BattleConfig(), iid="i", state=None)
+    judgments, _ = battle._judge_all(ctx, plan, answers, execution)  # type: ignore[arg-type]
+    assert not any(j["source"] == SHADOW for j in judgments) and len(asked) == 2
