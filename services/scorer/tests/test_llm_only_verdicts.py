@@ -29,12 +29,24 @@ def _battle(iid: str) -> dict[str, Any]:
         "id": iid,
         "competitors": ["bad", "good"],
         "answers": {n: {"text": f"{n} answer", "revision": "r", "finish_reason": "stop"} for n in ("good", "bad")},
-        "execution": {"executable": True, "matrix": {"good": {"t1": "passed"}, "bad": {"t1": "failed"}},
-                      "trust": {"trusted": ["t1"], "untrusted": {}}, "tests": [{"id": "t1"}]},  # fmt: skip
+        "execution": {
+            "executable": True,
+            "matrix": {"good": {"t1": "passed"}, "bad": {"t1": "failed"}},
+            "trust": {"trusted": ["t1"], "untrusted": {}},
+            "tests": [{"id": "t1"}],
+        },  # fmt: skip
         "judgments": [
             {"a": "good", "b": "bad", "judge": "execution", "source": "execution", "winner": "good", "votes": 1},
-            {"a": "good", "b": "bad", "judge": "judge", "source": SHADOW, "winner": "bad", "votes": 0,
-             "forward": {"verdict": "B"}, "backward": {"verdict": "A"}},  # fmt: skip
+            {
+                "a": "good",
+                "b": "bad",
+                "judge": "judge",
+                "source": SHADOW,
+                "winner": "bad",
+                "votes": 0,
+                "forward": {"verdict": "B"},
+                "backward": {"verdict": "A"},
+            },  # fmt: skip
         ],
         "pairs": [{"a": "good", "b": "bad", "votes_a": 1, "votes_b": 0, "ties": 0, "source": "execution"}],
     }
