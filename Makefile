@@ -22,7 +22,7 @@ CHROMIUM ?= $(or $(WARRIOR_CHROMIUM),/usr/bin/chromium)
 export WARRIOR_CHROMIUM := $(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-rewording bench-web bench-dedup bench-distilabel bench-scaling demo calibrate flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
+.PHONY: help install protos models models-hf gguf-converter bench bench-ratings bench-executor bench-topic bench-rewording bench-web bench-dedup bench-distilabel bench-scaling demo calibrate flywheel-cpu flywheel-demo screenshots chaos hostile test lint typecheck clean images images-check images-base chart-pipeline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -171,6 +171,9 @@ hostile: ## hostile programs through the executor's sandbox (as root for the ker
 
 chaos: ## kill workers, experts and Redis and cut the store during a larger campaign; table + bench/results/chaos-large.json
 	$(PY) bench/chaos.py --size large
+
+flywheel-cpu: ## the CPU recipe, about 2 h on 2 cores (resumable): verified rows train SmolLM2-135M, evaluated on all of HumanEval + MBPP test, with LLM-only and random-winner ablations; report in bench/results/flywheel-cpu.{json,md}
+	$(BIN)/warrior flywheel --config configs/flywheel-cpu.yaml --report bench/results/flywheel-cpu.json
 
 flywheel-demo: ## campaign -> dataset -> train -> evaluate -> register -> follow-up battles on the demo models (resumable)
 	$(BIN)/warrior flywheel --config configs/flywheel-demo.yaml --report flywheel-report.json
