@@ -11,12 +11,14 @@ from warrior.common.programs import (
     unit_test_program,
 )
 from warrior.common.verification import (
+    SHADOW,
     answer_verification,
     crosscheck,
     merge_executions,
     outcome_of,
     pair_verdict,
     row_verification,
+    shadow_agreement,
     summarize_stats,
 )
 
@@ -277,3 +279,23 @@ def test_answer_verification_counts_each_experts_answers_that_pass_every_trusted
     assert stats["experts"]["a"] == {"answers": 4, "tested": 2, "verified": 1, "verified_rate": 0.5}
     assert stats["experts"]["b"] == {"answers": 4, "tested": 2, "verified": 1, "verified_rate": 0.5}
     assert answer_verification([])["experts"] == {}
+
+
+def test_shadow_agreement_says_how_often_each_judge_matched_execution_on_decided_pairs():
+    def battle(*judgments):
+        return {"judgments": list(judgments)}
+
+    executed = {"a": "x", "b": "y", "judge": "execution", "source": "execution", "winner": "x", "votes": 2}
+    shadow = {"a": "x", "b": "y", "source": SHADOW, "votes": 0}
+    stats = shadow_agreement(
+        [
+            battle(executed, shadow | {"judge": "j1", "winner": "x"}, shadow | {"judge": "j2", "winner": "y"}),
+            battle(executed, shadow | {"judge": "j1", "winner": None}),
+            # An ordinary LLM vote on a pair the tests did not decide is not a shadow verdict.
+            battle({"a": "x", "b": "y", "judge": "j1", "source": "llm", "winner": "y", "votes": 1}),
+        ]
+    )
+    assert stats == {
+        "j1": {"decided": 2, "agreed": 1, "tie": 1, "agreement": 0.5},
+        "j2": {"decided": 1, "agreed": 0, "tie": 0, "agreement": 0.0},
+    }

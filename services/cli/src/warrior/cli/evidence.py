@@ -8,6 +8,7 @@ model's results separately) keeps the interval as narrow as the pairing allows, 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +43,18 @@ def paired_difference(
         "lost": [i for i in ids if base[i] and not trained[i]],
         "bootstrap_rounds": rounds,
     }
+
+
+# The columns of `paired_rows`, for a report's table (a leading "compared" column is the caller's choice).
+PAIRED_COLUMNS = ("benchmark", "problems", "difference", "interval_95", "above_zero", "gained", "lost")
+
+
+def paired_rows(paired: Mapping[str, Any], label: str = "") -> list[dict[str, Any]]:
+    """Table rows of a {"benchmarks": {name: paired_difference}, "combined": ... or None} record."""
+    found = [*paired.get("benchmarks", {}).items(), ("combined", paired.get("combined"))]
+    return [
+        {"compared": label, "benchmark": name, "problems": p["problems"], "difference": f"{p['difference']:+.3f}",
+         "interval_95": f"[{p['interval_95'][0]:+.3f}, {p['interval_95'][1]:+.3f}]",
+         "above_zero": "yes" if p["above_zero"] else "no", "gained": len(p["gained"]), "lost": len(p["lost"])}
+        for name, p in found if p
+    ]  # fmt: skip

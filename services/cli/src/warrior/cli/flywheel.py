@@ -36,11 +36,12 @@ import yaml
 from celery import Celery
 
 from warrior.cli import campaign as ops
-from warrior.cli.evidence import paired_difference
+from warrior.cli.evidence import PAIRED_COLUMNS, paired_difference, paired_rows
 from warrior.cli.flywheel_config import Flywheel
 from warrior.cli.stack import ARENA_SERVICES, LocalStack
 from warrior.cli.tables import table
 from warrior.common import queues
+from warrior.common.battles import load_battles
 from warrior.common.campaign_config import CampaignConfig, ExpertConfig
 from warrior.common.campaign_state import CampaignState
 from warrior.common.celery_app import make_celery
@@ -49,7 +50,7 @@ from warrior.common.runtime import Runtime, get_runtime
 from warrior.common.security import redact_url
 from warrior.common.settings import Settings
 from warrior.common.store import ObjectNotFound, ObjectStore, open_store
-from warrior.common.verification import answer_verification
+from warrior.common.verification import answer_verification, shadow_agreement
 from warrior.dataset_builder.versions import read_manifest, read_rows
 from warrior.instruction_miner.audit import audit_rows
 from warrior.instruction_miner.tasks import ledger_scorer, rewording_judge
@@ -312,6 +313,7 @@ class FlywheelRun:
             "answers": answer_verification(
                 self.store.get_json(key) for key in self.store.list(f"runs/{campaign['campaign']}/rows/")
             ),
+            "judges_vs_execution": shadow_agreement(load_battles(self.store, campaign["campaign"]).values()),
             "decontamination": audit,
         }
 
@@ -564,22 +566,6 @@ class FlywheelRun:
         }
 
 
-_PAIRED_COLUMNS = ("benchmark", "problems", "difference", "interval_95", "above_zero", "gained", "lost")
-
-
-def _interval(p: dict[str, Any]) -> str:
-    return f"[{p['interval_95'][0]:+.3f}, {p['interval_95'][1]:+.3f}]"
-
-
-def _paired_rows(paired: dict[str, Any], label: str = "") -> list[dict[str, Any]]:
-    return [
-        {"compared": label, "benchmark": name, "problems": p["problems"], "difference": f"{p['difference']:+.3f}",
-         "interval_95": _interval(p), "above_zero": "yes" if p["above_zero"] else "no", "gained": len(p["gained"]),
-         "lost": len(p["lost"])}
-        for name, p in [*paired.get("benchmarks", {}).items(), ("combined", paired.get("combined"))] if p
-    ]  # fmt: skip
-
-
 def _render_data(data: dict[str, Any]) -> list[str]:
     answers = data.get("answers") or {}
     experts = [
@@ -602,6 +588,16 @@ def _render_data(data: dict[str, Any]) -> list[str]:
          if rewording["ran"] else ""},
     ]  # fmt: skip
     hits = [*audit["ngram"]["hits"], *audit["embedding"]["hits"], *rewording["hits"]]
+    shadow = [
+        {"judge": name, "decided_pairs": v["decided"], "agreed": v["agreed"], "tie": v["tie"],
+         "agreement": "" if v["agreement"] is None else f"{v['agreement']:.3f}"}
+        for name, v in (data.get("judges_vs_execution") or {}).items()
+    ]  # fmt: skip
+    shadow_lines = [
+        "",
+        "LLM judges on the pairs the tests decided (shadow judging): how often they picked the same winner",
+        table(shadow, ["judge", "decided_pairs", "agreed", "tie", "agreement"]),
+    ]
     return [
         f"data: {data['rows']} rows; winner verification {data['verification']}; "
         f"{answers.get('with_trusted_tests')}/{answers.get('requests')} battled requests had trusted tests",
@@ -610,6 +606,7 @@ def _render_data(data: dict[str, Any]) -> list[str]:
         f"overlap of the final rows with {', '.join(audit['benchmarks'])}: {audit['overlap']} rows",
         table(checks, ["check", "hits", "closest"]),
         *(["hits:", *(f"  {h}" for h in hits)] if hits else []),
+        *(shadow_lines if shadow else []),
     ]
 
 
@@ -628,14 +625,14 @@ def _render_ablations(report: dict[str, Any]) -> list[str]:
                          "passed": f"{r['passed']}/{r['total']}",
                          "rows": f"{data['rows']} ({data['same_winner_as_arena']} same winner)",
                          "verified": data["verification"].get("verified", 0)})  # fmt: skip
-        compared += _paired_rows(ab["paired"]["trained_minus_ablation"], f"trained - {kind}")
+        compared += paired_rows(ab["paired"]["trained_minus_ablation"], f"trained - {kind}")
     return [
         "",
         "ablations: the same rows, other winners",
         table(rows, ["ablation", "benchmark", "model", "pass@1", "passed", "rows", "verified"]),
         "",
         "execution-first arena vs each ablation, paired over problems (bootstrap 95% interval)",
-        table(compared, ["compared", *_PAIRED_COLUMNS]),
+        table(compared, ["compared", *PAIRED_COLUMNS]),
     ]
 
 
@@ -646,7 +643,7 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
             r = roles[role]
             rows.append({"benchmark": benchmark, "model": f"{r['expert']} ({role})", "pass@1": f"{r['pass_at_1']:.3f}",
                          "passed": f"{r['passed']}/{r['total']}"})  # fmt: skip
-    compared = _paired_rows(report.get("paired") or {})
+    compared = paired_rows(report.get("paired") or {})
     ratings = report["ratings"]
     board = [
         {"expert": r["expert"], "rating": r["rating"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -669,7 +666,7 @@ def _render_turn(report: dict[str, Any]) -> list[str]:
             [
                 "",
                 "trained - base, paired over problems (bootstrap 95% interval)",
-                table(compared, list(_PAIRED_COLUMNS)),
+                table(compared, list(PAIRED_COLUMNS)),
             ]
             if compared
             else []

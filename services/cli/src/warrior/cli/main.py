@@ -16,6 +16,7 @@ import redis
 from warrior.cli import campaign as ops
 from warrior.cli.stack import LocalStack, StackError
 from warrior.cli.tables import table
+from warrior.common.benchmarks import BenchmarkDataError
 from warrior.common.campaign_config import ConfigError, load_campaign_config
 from warrior.common.celery_app import make_celery
 from warrior.common.logs import configure_logging
@@ -321,6 +322,23 @@ def cmd_flywheel(args: argparse.Namespace) -> int:
     ).run()
     text = render_report(report)
     if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.report).with_suffix(".md").write_text("```\n" + text + "\n```\n")
+    _emit(report, args.json, text)
+    return 0
+
+
+def cmd_flywheel_offline(args: argparse.Namespace) -> int:
+    from warrior.cli.offline import OfflineRun, load_offline_config, render_offline_report
+
+    config = load_offline_config(args.config)
+    if args.dry_run:
+        config = config.dry_run()
+    report = OfflineRun(config, echo=lambda m: print(m, file=sys.stderr, flush=True)).run()
+    text = render_offline_report(report)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
         Path(args.report).with_suffix(".md").write_text("```\n" + text + "\n```\n")
     _emit(report, args.json, text)
@@ -500,6 +518,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_flywheel)
 
     p = sub.add_parser(
+        "flywheel-offline",
+        help="train a target on dataset versions copied in and evaluate it with transformers: no stack, no "
+        "network (a GPU machine without vLLM)",
+        description="The flywheel's training and evaluation from files copied in: an object-store folder with "
+        "the campaign's dataset versions (the arena's and its ablations') and a Hugging Face model folder. Trains "
+        "the target on each (on the GPU when there is one), evaluates base and trained greedily with transformers "
+        "in batches, and reports pass@1 and the paired differences. Resumable: a rerun reuses every recorded step.",
+    )
+    p.add_argument("--config", required=True, help="offline flywheel YAML (see configs/flywheel-gpu.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="the same steps at the smallest size (one training "
+                   "step, two problems per benchmark), under <flywheel>-dry-run: checks a config on a CPU")  # fmt: skip
+    p.add_argument("--report", default="flywheel-offline-report.json", help="where to write the report (JSON, and .md)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_flywheel_offline)
+
+    p = sub.add_parser(
         "calibrate",
         help="how right the verdicts are: each judge, the LLM panel, execution and both, against ground-truth tests",
         description="Run a labelled set through the live experts of a config as battles do (answers, the experts' "
@@ -562,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except StoreConfigError as exc:
         print(f"error: object store ({_STORE_URL_ENV}): {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT
-    except (ops.CampaignError, DatasetNotFound, FileExistsError) as exc:
+    except (ops.CampaignError, DatasetNotFound, FileExistsError, BenchmarkDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except StackError as exc:

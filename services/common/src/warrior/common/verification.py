@@ -26,6 +26,7 @@ __all__ = [
     "OUTCOMES",
     "SHADOW",
     "answer_verification",
+    "shadow_agreement",
     "Outcome",
     "crosscheck",
     "execution_stats",
@@ -233,6 +234,26 @@ def answer_verification(candidates: Iterable[Mapping[str, Any]]) -> dict[str, An
         for name, counts in sorted(per.items())
     }
     return {"requests": requests, "with_trusted_tests": tested, "experts": experts}
+
+
+def shadow_agreement(battles: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """How often each LLM judge agreed with execution on the pairs execution decided (shadow judging):
+    judge -> decided (pairs it ruled that the tests had decided), agreed (same winner), tie (it saw none)."""
+    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"decided": 0, "agreed": 0, "tie": 0})
+    for battle in battles:
+        judgments = battle.get("judgments") or []
+        decided = {(j["a"], j["b"]): j["winner"] for j in judgments if j.get("source") == "execution" and j["winner"]}
+        for j in judgments:
+            if j.get("source") != SHADOW or (j["a"], j["b"]) not in decided:
+                continue
+            counts = per[j["judge"]]
+            counts["decided"] += 1
+            counts["agreed"] += j["winner"] == decided[(j["a"], j["b"])]
+            counts["tie"] += j["winner"] is None
+    return {
+        judge: counts | {"agreement": round(counts["agreed"] / counts["decided"], 3) if counts["decided"] else None}
+        for judge, counts in sorted(per.items())
+    }
 
 
 def execution_stats(record: Mapping[str, Any]) -> dict[str, Any]:
