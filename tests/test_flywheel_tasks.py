@@ -407,3 +407,12 @@ def test_ablations_train_the_target_on_the_same_rows_with_other_winners(fakes: d
     assert fakes["app"].sent == []
     assert sum("[ablation-" in line and "already done" in line for line in said) == 8
     assert again["ablations"] == report["ablations"]
+
+
+def test_the_shipped_recipes_render() -> None:
+    root = Path(__file__).resolve().parent.parent
+    cpu = load_flywheel(root / "configs" / "flywheel-cpu.yaml", local_model=False)
+    assert cpu.config.ablations == ["llm-only", "random"] and cpu.config.evaluate.limit is None
+    assert cpu.campaign.battle.shadow_judging and cpu.campaign.dataset.require_verified
+    assert set(cpu.config.evaluate.benchmarks) == {"humaneval", "mbpp"}
+    assert load_flywheel(root / "configs" / "flywheel-demo.yaml", local_model=False).config.ablations == []

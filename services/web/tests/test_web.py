@@ -135,6 +135,11 @@ def test_flywheel_report_shows_pass_at_1_before_and_after(web: TestClient) -> No
     assert page.status_code == 200
     row = re.search(r'data-testid="pass-row" data-benchmark="humaneval">(.*?)</tr>', page.text, re.S)
     assert row and 'data-testid="before">0.250' in row.group(1) and 'data-testid="after">0.299' in row.group(1)
+    # The paired evidence: trained - base per benchmark and combined, and against each ablation.
+    paired = re.findall(r'<tr data-compared="([^"]+)" data-benchmark="(\w+)" data-above-zero="(\w+)">', page.text)
+    assert paired == [("trained - base", "humaneval", "true"), ("trained - base", "mbpp", "false"),
+                      ("trained - base", "combined", "false"), ("trained - random", "humaneval", "false")]  # fmt: skip
+    assert 'data-testid="overlap">0</strong>' in page.text and "alpha-coder 20, beta-coder 7" in page.text
     assert 'data-flywheel="fw-test"' in web.get("/flywheel").text
     assert web.get("/flywheel/%2E%2E").status_code == 404 and web.get("/flywheel/nope").status_code == 404
 

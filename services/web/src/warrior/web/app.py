@@ -205,6 +205,6 @@ def create_app(viewer: Viewer, token: TokenSource | str | None = None) -> FastAP
     async def flywheel(request: Request, flywheel: str) -> HTMLResponse:
         report = await run(viewer.flywheel, flywheel)
         return page(request, "flywheel.html", id=flywheel, turns=report.get("turns") or [report],
-                    bars=render.pass_bars)  # fmt: skip
+                    bars=render.pass_bars, comparisons=render.ablation_comparisons)  # fmt: skip
 
     return app

@@ -113,3 +113,11 @@ def pass_bars(before: float, after: float, width: int = 220) -> Markup:
         f'<rect x="0" y="2" width="{round(b * width, 1)}" height="11" fill="#999"/>'
         f'<rect x="0" y="17" width="{round(a * width, 1)}" height="11" fill="#3465a4"/></svg>'
     )
+
+
+def ablation_comparisons(turn: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The arena-trained model against each ablation's, paired over problems: (label, paired record)."""
+    return [
+        (f"trained - {kind}", ablation["paired"]["trained_minus_ablation"])
+        for kind, ablation in (turn.get("ablations") or {}).items()
+    ]

@@ -327,6 +327,22 @@ def write_flywheel(store: ObjectStore, flywheel: str, campaign: str) -> dict[str
             "leaderboard": board,
         },  # fmt: skip
     }
+
+    def paired(problems: int, difference: float, low: float, high: float, gained: int, lost: int) -> dict[str, Any]:
+        return {"problems": problems, "difference": difference, "interval_95": [low, high], "above_zero": low > 0,
+                "gained": [f"p{i}" for i in range(gained)], "lost": [f"q{i}" for i in range(lost)]}  # fmt: skip
+
+    turn["paired"] = {"benchmarks": {"humaneval": paired(164, 0.049, 0.006, 0.091, 10, 2),
+                                     "mbpp": paired(500, -0.018, -0.04, 0.004, 12, 21)},
+                      "combined": paired(664, -0.002, -0.021, 0.017, 22, 23)}  # fmt: skip
+    turn["ablations"] = {
+        "random": {"expert": "alpha-coder-random", "paired": {"trained_minus_ablation": {
+            "benchmarks": {"humaneval": paired(164, 0.03, -0.01, 0.07, 8, 3)}, "combined": None}}},
+    }  # fmt: skip
+    nothing: dict[str, Any] = {"hits": []}
+    turn["data"] = {"rows": 27, "winners": {"alpha-coder": 20, "beta-coder": 7},
+                    "decontamination": {"benchmarks": ["humaneval", "mbpp"], "overlap": 0, "ngram": nothing | {"n": 13},
+                                        "embedding": nothing, "rewording": nothing | {"ran": True}}}  # fmt: skip
     report = turn | {"turns": [turn]}
     store.put_json(f"flywheel/{flywheel}/report.json", report)
     return report
