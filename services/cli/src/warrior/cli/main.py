@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -580,8 +581,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # SIGTERM (a supervisor, `kill`) stops a command as Ctrl-C does: what it started is torn down on the way
+    # out (a flywheel's local stack, say). SIGINT is restored too, since a shell's background job starts
+    # with it ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         # What the libraries warn about, readable on a terminal (WARRIOR_LOG_FORMAT=json for JSON lines).
         configure_logging("cli", default_format="text", default_level="WARNING")
