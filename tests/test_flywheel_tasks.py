@@ -22,6 +22,7 @@ from warrior.common.campaign_config import CampaignConfig
 from warrior.common.runtime import get_runtime
 from warrior.common.store import open_store
 from warrior.dataset_builder.versions import build_version
+from warrior.trainer.config import parse_train_config
 
 
 class _Stack:
@@ -73,6 +74,7 @@ class _App:
         self.sent.append((name, list(args), dict(kwargs)))
         if name == queues.TASK_TRAIN:
             config = args[0]
+            parse_train_config(config, "<task config>")  # what the trainer's worker reads first
             run = f"r-{len(self.sent)}"
             return _Result({"model": config["output"], "run": run, "steps": 2, "losses": [[1, 1.5], [2, 1.25]],
                             "final_key": f"checkpoints/{config['output']}/{run}/final/"})  # fmt: skip
@@ -371,7 +373,9 @@ def test_ablations_train_the_target_on_the_same_rows_with_other_winners(fakes: d
         load_flywheel(_write(tmp_path, ablations=["random", "random"]))
     stack = _Stack(running=False)
     fakes["stacks"].append(stack)
-    path = _write(tmp_path, {"battle": {"shadow_judging": True}}, ablations=["llm-only", "random"])
+    path = _write(
+        tmp_path, {"battle": {"shadow_judging": True}}, ablations=["llm-only", "random"], train={"method": "full"}
+    )
     report, _ = _run(path)
     campaigns = fakes["campaigns"]
     # The LLM-only winners come from the same campaign's battles, re-decided by the judges alone.

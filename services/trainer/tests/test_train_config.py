@@ -134,3 +134,11 @@ def test_worker_reads_a_config_from_the_store(tmp_path: Path) -> None:
     store.put("configs/bad.yaml", yaml.safe_dump(MINIMAL | {"metod": "full"}).encode())
     with pytest.raises(TrainConfigError, match="unknown key 'metod'"):
         resolve_config("configs/bad.yaml", store)
+
+
+def test_a_config_sent_as_a_file_reads_back_the_same_full_or_lora() -> None:
+    base = {"base_model": "m", "output": "out", "dataset": {"name": "ds"}}
+    for data in (base | {"method": "full"}, base | {"method": "lora", "lora": {"r": 8}}):
+        config = parse_train_config(data, "x")
+        assert parse_train_config(config.to_file(), "task") == config
+    assert "lora" not in parse_train_config(base | {"method": "full"}, "x").to_file()

@@ -390,8 +390,8 @@ class FlywheelRun:
         self.echo(f"[train] {config.method} fine-tuning of {source} on {dataset['name']}@{dataset['version']} "
                   f"({dataset['rows']} rows) -> {output}, on the trainer's queue")  # fmt: skip
         # A redelivered or repeated task resumes from the run's last complete checkpoint.
-        result = self._task("train", queues.TASK_TRAIN, [config.model_dump(mode="json")], {"details": True})
-        return {"run": result["run"], "final_key": result["final_key"], "config": config.model_dump(mode="json"),
+        result = self._task("train", queues.TASK_TRAIN, [config.to_file()], {"details": True})
+        return {"run": result["run"], "final_key": result["final_key"], "config": config.to_file(),
                 "result": result}  # fmt: skip
 
     def _export(self, training: dict[str, Any], source: str, trained: str, *, first: bool) -> dict[str, Any]:

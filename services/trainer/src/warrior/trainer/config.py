@@ -137,6 +137,11 @@ class TrainConfig(_Strict):
             raise ValueError("'lora' settings apply to method 'lora' only; remove them for method 'full'")
         return self
 
+    def to_file(self) -> dict[str, Any]:
+        """The config as a training file's keys, which `parse_train_config` reads back to the same config
+        (a full fine-tuning's file has no `lora` section: it would be refused)."""
+        return self.model_dump(mode="json", exclude={"lora"} if self.method == "full" else None)
+
     def run_id(self, dataset_version: str) -> str:
         """The run's id: a hash of the settings that change what is trained and of the dataset version.
 
