@@ -313,6 +313,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_report(path: Path, report: dict[str, Any], text: str) -> None:
+    """A report as JSON at `path` and as its text in a Markdown code block beside it (`.md`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    path.with_suffix(".md").write_text("```\n" + text + "\n```\n")
+
+
 def cmd_flywheel(args: argparse.Namespace) -> int:
     from warrior.cli.flywheel import FlywheelRun, render_report
     from warrior.cli.flywheel_config import load_flywheel
@@ -323,9 +330,7 @@ def cmd_flywheel(args: argparse.Namespace) -> int:
     ).run()
     text = render_report(report)
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
-        Path(args.report).with_suffix(".md").write_text("```\n" + text + "\n```\n")
+        _write_report(Path(args.report), report, text)
     _emit(report, args.json, text)
     return 0
 
@@ -339,9 +344,7 @@ def cmd_flywheel_offline(args: argparse.Namespace) -> int:
     report = OfflineRun(config, echo=lambda m: print(m, file=sys.stderr, flush=True)).run()
     text = render_offline_report(report)
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
-        Path(args.report).with_suffix(".md").write_text("```\n" + text + "\n```\n")
+        _write_report(Path(args.report), report, text)
     _emit(report, args.json, text)
     return 0
 
