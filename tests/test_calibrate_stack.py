@@ -70,6 +70,12 @@ def test_calibration_completes_and_reports_every_source(
         row = report["per_expert"][name]
         assert (row["items"], row["passed_all"], row["pass_rate"], row["gt_tests"]) == (2, 0, 0.0, 3)
     assert report["verdicts"]["combined"]["pairs"] == 6
+    # How correct the rows would be, under each trust rule: no answer passes a ground-truth test here.
+    assert "min_trusted" in result.stdout
+    assert [(r["rule"], r["min_trusted"]) for r in report["rows"]] == [
+        ("every answer (no test)", 0), ("consensus", 1), ("consensus", 2), ("independent", 1), ("independent", 2)
+    ]  # fmt: skip
+    assert all(r["correct"] == 0 for r in report["rows"])
     assert report["failures"] == {}
     assert report["calls"]["paid"] > 0 and report["timings"]["seconds"] > 0
 

@@ -404,6 +404,7 @@ def test_ablations_train_the_target_on_the_same_rows_with_other_winners(fakes: d
     assert fakes["audited"][0] == ["i0", "i1", "i2"]
     text = render_report(report)
     assert "ablations: the same rows, other winners" in text and "trained - llm-only" in text
+    assert "each ablation vs the base" in text and "random - base" in text
     assert "overlap of the final rows with humaneval: 0 rows" in text
     # Resumed, every ablation step is found recorded.
     fakes["app"].sent.clear()

@@ -170,6 +170,32 @@ def test_summary_of_hand_made_judgments_and_matrices() -> None:
     }  # fmt: skip
     text = render(report)
     assert "judge x" in text and "combined" in text and "llm panel" in text and "pass_rate" in text
+    assert "every answer (no test)" in text and "min_trusted" in text  # the rows table
+
+
+def test_row_precision_counts_verified_answers_that_pass_the_ground_truth() -> None:
+    # One item, three answers; ground truth: x right (3/3), y and z wrong. The experts' tests: t0 (by x)
+    # passed by x and y, t1 (by y) passed by y alone. Consensus: groups {x: t0} and {y: t0, t1}; y's group has
+    # the most support, so both tests are trusted and y alone is verified: a wrong row. Independent: t1 is
+    # only y's, so t0 alone decides and x and y are both verified, one of them right.
+    items = _hand_made()[:1]
+    items[0]["execution"] = {
+        "executable": True,
+        "tests": [{"id": "t0", "writer": "x"}, {"id": "t1", "writer": "y"}],
+        "matrix": {"x": {"t0": "passed", "t1": "failed"}, "y": {"t0": "passed", "t1": "passed"},
+                   "z": {"t0": "failed", "t1": "failed"}},
+    }  # fmt: skip
+    rows = {(r["rule"], r["min_trusted"]): r for r in summarize(items, ["x", "y", "z"])["rows"]}
+    base = rows[("every answer (no test)", 0)]
+    assert (base["verified_answers"], base["correct"], base["precision"]) == (3, 1, 0.333)
+    consensus = rows[("consensus", 1)]
+    assert (consensus["items_with_row"], consensus["verified_answers"], consensus["correct"]) == (1, 1, 0)
+    assert (consensus["precision"], consensus["recall"]) == (0.0, 0.0)
+    assert rows[("consensus", 2)]["items_with_row"] == 1
+    independent = rows[("independent", 1)]
+    assert (independent["verified_answers"], independent["correct"], independent["precision"]) == (2, 1, 0.5)
+    assert (independent["rows_all_correct"], independent["recall"]) == (0, 1.0)
+    assert rows[("independent", 2)]["items_with_row"] == 0  # one trusted test is not enough
 
 
 # -- the labelled set -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from warrior.common.verification import (
     row_verification,
     shadow_agreement,
     summarize_stats,
+    trust_tests,
 )
 
 ANSWER = """Here is a solution:
@@ -126,6 +127,30 @@ def test_tied_consensus_is_ambiguous_and_keeps_every_passable_test():
     matrix = {"x": {"t0": "passed", "t1": "failed"}, "y": {"t0": "failed", "t1": "passed"}}
     trust = crosscheck(matrix, ["t0", "t1"])
     assert trust["ambiguous"] and trust["trusted"] == ["t0", "t1"]
+
+
+def test_independent_rule_distrusts_a_test_only_its_writers_answer_passes():
+    # qwen's test t1 is passed only by qwen's own answer: under `consensus` it is trusted (qwen's group
+    # passes the most), under `independent` it is not; t0 (smol's test, passed by qwen) stays.
+    matrix = {
+        "qwen": {"t0": "passed", "t1": "passed", "t2": "failed"},
+        "smol": {"t0": "failed", "t1": "failed", "t2": "passed"},
+        "gemma": {"t0": "error", "t1": "error", "t2": "error"},
+    }
+    tests = [{"id": "t0", "writer": "smol"}, {"id": "t1", "writer": "qwen"}, {"id": "t2", "writer": "smol"}]
+    consensus = trust_tests(matrix, tests, "consensus")
+    assert consensus["trusted"] == ["t0", "t1"] and consensus["rule"] == "consensus"
+    independent = trust_tests(matrix, tests, "independent")
+    assert independent["trusted"] == ["t0"] and independent["rule"] == "independent"
+    assert independent["untrusted"]["t1"] == "only its writer's answer passes it"
+    assert independent["untrusted"]["t2"].startswith("contradicts the consensus")
+    # A newcomer whose answer passes t1 makes it independent again, and the merge keeps the rule.
+    base = {"executable": True, "tests": tests, "code": {n: {"load": "passed"} for n in matrix},
+            "matrix": matrix, "trust": independent}  # fmt: skip
+    part = {"code": {"new": {"load": "passed"}}, "matrix": {"new": {"t0": "passed", "t1": "passed", "t2": "failed"}}}
+    merged = merge_executions([base, part])
+    assert merged is not None and merged["trust"]["rule"] == "independent"
+    assert merged["trust"]["trusted"] == ["t0", "t1"]
 
 
 def _execution(matrix, code, tests=("t0", "t1")):

@@ -52,7 +52,7 @@ from warrior.common.model_info import expert_model
 from warrior.common.programs import UnitTest, called_names
 from warrior.common.runtime import Runtime
 from warrior.common.store import ObjectNotFound, ObjectStore
-from warrior.common.verification import crosscheck, pair_verdict
+from warrior.common.verification import TRUST_RULES, crosscheck, pair_verdict, passes, trust_tests
 from warrior.instruction_miner.decontamination import BenchmarkItem, ContaminationIndex
 from warrior.judge.battle import BattleContext, answer, judge_pair, schedule, write_tests
 from warrior.judge.execution import execution_record, run_answers, unit_test_records
@@ -432,12 +432,64 @@ def summarize(
         "pairs": len(pairs),
         "separable": sum(1 for p in pairs if p["separable"]),
         "verdicts": sources,
+        "rows": row_precision(items),
         "per_expert": per_expert,
         "ranking": {
             "ground_truth": _ranking(per_expert, "pass_rate", "gt_tests_passed"),
             "combined": _ranking(per_expert, "combined_win_rate"),
         },
     }
+
+
+def row_precision(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """How correct the rows would be: under each trust rule (`battle.tests.trust`), and needing one or
+    two trusted tests, the answers a dataset would take as verified (every trusted test passed, at
+    least `min_trusted` of them) and how many of those pass every ground-truth test.
+
+    A row's winner is one of its request's verified answers (the ratings pick which), so `precision`
+    (correct / verified answers) is the chance that a verified row is right; `rows_all_correct` counts
+    the requests whose every verified answer is right, whichever wins; `recall` is the share of requests
+    with a right answer that yield a right verified one. The first line, every answer with no test, is
+    the rate to beat."""
+    executed = [item for item in items if (item.get("execution") or {}).get("executable")]
+    right = {item["id"]: {n for n in item["answers"] if _passes_all(item["ground_truth"], n)} for item in executed}
+    answerable = sum(1 for item in executed if right[item["id"]])
+
+    def line(rule: str, min_trusted: int, verified: Mapping[str, set[str]]) -> dict[str, Any]:
+        """One line from each request's verified answers (requests without one yield no row)."""
+        total = sum(len(v) for v in verified.values())
+        good = {iid: v & right[iid] for iid, v in verified.items()}
+        correct = sum(len(g) for g in good.values())
+        return {
+            "rule": rule,
+            "min_trusted": min_trusted,
+            "items": len(executed),
+            "items_with_row": len(verified),
+            "verified_answers": total,
+            "correct": correct,
+            "precision": round(correct / total, 3) if total else None,
+            "rows_all_correct": sum(1 for iid, g in good.items() if g == verified[iid]),
+            "recall": round(sum(1 for g in good.values() if g) / answerable, 3) if answerable else None,
+        }
+
+    lines = [line("every answer (no test)", 0, {item["id"]: set(item["answers"]) for item in executed})]
+    for rule in TRUST_RULES:
+        trusted = {
+            item["id"]: trust_tests(item["execution"]["matrix"], item["execution"]["tests"], rule)["trusted"]
+            for item in executed
+        }
+        for min_trusted in (1, 2):
+            verified: dict[str, set[str]] = {}
+            for item in executed:
+                tests = trusted[item["id"]]
+                if len(tests) < min_trusted:
+                    continue
+                counts = passes(item["execution"]["matrix"], tests)
+                mine = {n for n in item["answers"] if counts.get(n, 0) == len(tests)}
+                if mine:
+                    verified[item["id"]] = mine
+            lines.append(line(rule, min_trusted, verified))
+    return lines
 
 
 def _passes_all(ground_truth: Mapping[str, Any], name: str) -> bool:
@@ -527,7 +579,9 @@ class _Run:
         ]
         tests, writers = collect_tests(replies, self.config.tests.per_writer)
         records = unit_test_records(tests)
-        execution = execution_record(self._run(answers, records), records, writers, item.language)
+        execution = execution_record(
+            self._run(answers, records), records, writers, item.language, self.config.tests.trust
+        )
         gt_records = unit_test_records(ground_truth_tests(item.tests))
         gt_run = self._run(answers, gt_records)
         gt_ids = [t["id"] for t in gt_records]
@@ -694,6 +748,8 @@ def latest_calibration(store: ObjectStore, experts: list[str]) -> dict[str, Any]
 # -- the table --------------------------------------------------------------------------------
 _VERDICT_COLUMNS = ["verdict", "pairs", "decided", "separable", "decided_separable", "correct", "accuracy",
                     "coverage", "flip_rate", "first_position_rate", "longer_answer_rate"]  # fmt: skip
+_ROW_COLUMNS = ["rule", "min_trusted", "items", "items_with_row", "verified_answers", "correct", "precision",
+                "rows_all_correct", "recall"]  # fmt: skip
 _EXPERT_COLUMNS = ["expert", "revision", "items", "passed_all", "pass_rate", "gt_tests_passed", "truncated",
                    "gt_win_rate", "combined_win_rate"]  # fmt: skip
 
@@ -716,6 +772,10 @@ def render(report: Mapping[str, Any]) -> str:
         table(verdicts, _VERDICT_COLUMNS),
         "accuracy: correct / decided separable pairs; coverage: decided separable / separable pairs; "
         "combined: execution where it decides, else the llm panel (battle.verdict: execution-first)",
+        "",
+        table(report.get("rows") or [], _ROW_COLUMNS),
+        "precision: verified answers (every trusted test passed, at least min_trusted) that pass every ground-truth "
+        "test; recall: requests with a right answer that yield a right verified one (rule: battle.tests.trust)",
         "",
         table(experts, _EXPERT_COLUMNS),
         "pass_rate: items whose answer passes every ground-truth test; the ranking the arena should reproduce",

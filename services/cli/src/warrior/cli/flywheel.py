@@ -616,6 +616,7 @@ def _render_ablations(report: dict[str, Any]) -> list[str]:
         return []
     rows = []
     compared = []
+    moved = []
     for kind, ab in ablations.items():
         data = ab["dataset"]
         for benchmark, roles in ab["evaluation"].items():
@@ -626,6 +627,7 @@ def _render_ablations(report: dict[str, Any]) -> list[str]:
                          "rows": f"{data['rows']} ({data['same_winner_as_arena']} same winner)",
                          "verified": data["verification"].get("verified", 0)})  # fmt: skip
         compared += paired_rows(ab["paired"]["trained_minus_ablation"], f"trained - {kind}")
+        moved += paired_rows(ab["paired"].get("ablation_minus_base") or {}, f"{kind} - base")
     return [
         "",
         "ablations: the same rows, other winners",
@@ -633,6 +635,15 @@ def _render_ablations(report: dict[str, Any]) -> list[str]:
         "",
         "execution-first arena vs each ablation, paired over problems (bootstrap 95% interval)",
         table(compared, ["compared", *PAIRED_COLUMNS]),
+        *(
+            [
+                "",
+                "each ablation vs the base, paired over problems (bootstrap 95% interval)",
+                table(moved, ["compared", *PAIRED_COLUMNS]),
+            ]
+            if moved
+            else []
+        ),
     ]
 
 

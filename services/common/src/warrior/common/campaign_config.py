@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from warrior.common.ids import content_hash, validate_campaign_id
+from warrior.common.verification import TrustRule
 
 
 class ConfigError(ValueError):
@@ -345,6 +346,11 @@ class UnitTestsConfig(_Strict):
         True, description="every live expert writes unit tests (asserts) for each request; off: LLM judges alone"
     )
     per_writer: int = Field(5, ge=1, le=20, description="asserts kept from each writer")
+    trust: TrustRule = Field(
+        "consensus",
+        description="which tests decide: `consensus` trusts the tests the best-supported group of answers passes "
+        "(CodeT's agreement); `independent` also needs an answer by another expert than the test's writer to pass it",
+    )
     sampling: Sampling = Field(
         Sampling(temperature=0.0, top_p=1.0, max_tokens=384), description="how writers write their tests"
     )

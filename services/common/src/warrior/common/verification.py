@@ -6,7 +6,8 @@ set of tests form a group, and a group's support is its size times the number of
 The best-supported group is the consensus. A test that no answer passes, or that the consensus
 fails while another answer passes it, is not trusted. When two groups tie for support, the
 consensus is ambiguous and every passable test stays trusted (the counts then rarely separate
-the answers, and LLM judges decide).
+the answers, and LLM judges decide). Under the `independent` rule (`battle.tests.trust`), a test
+must also be passed by an answer of an expert other than its writer.
 
 A pair of answers is decided by execution when the trusted tests separate them (one passes
 strictly more), or, failing that, when one answer's code does not parse, crashes as it loads or is
@@ -25,6 +26,8 @@ from warrior.common.programs import DONE_MARKER
 __all__ = [
     "OUTCOMES",
     "SHADOW",
+    "TRUST_RULES",
+    "TrustRule",
     "answer_verification",
     "shadow_agreement",
     "Outcome",
@@ -36,6 +39,7 @@ __all__ = [
     "pair_verdict",
     "passes",
     "row_verification",
+    "trust_tests",
 ]
 
 # The source of an LLM judgment of a pair that execution decided (shadow judging): kept, never counted.
@@ -75,11 +79,16 @@ def passes(matrix: Mapping[str, Mapping[str, str]], trusted: Iterable[str]) -> d
     return {name: sum(1 for t, o in row.items() if t in keep and o == "passed") for name, row in matrix.items()}
 
 
-def crosscheck(matrix: Mapping[str, Mapping[str, str]], tests: Iterable[str]) -> dict[str, Any]:
+def crosscheck(
+    matrix: Mapping[str, Mapping[str, str]], tests: Iterable[str], writers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Which tests are trusted, and why the others are not.
 
-    `matrix[answer][test]` is an outcome. Returns {"trusted": [...], "untrusted": {test: reason},
-    "consensus": [answers], "ambiguous": bool}.
+    `matrix[answer][test]` is an outcome, an answer named after the expert that wrote it. With
+    `writers` ({test: the expert that wrote it}, the `independent` rule), a test must also be passed by
+    an answer of another expert than its writer: a writer's test that only its own answer passes is
+    one model agreeing with itself, and shares its mistakes. Returns {"trusted": [...], "untrusted":
+    {test: reason}, "consensus": [answers], "ambiguous": bool, "rule": "consensus" | "independent"}.
     """
     test_ids = list(tests)
     passed_by: dict[str, frozenset[str]] = {
@@ -106,12 +115,33 @@ def crosscheck(matrix: Mapping[str, Mapping[str, str]], tests: Iterable[str]) ->
                 untrusted[t] = f"contradicts the consensus of {', '.join(consensus)}"
         else:
             ambiguous = True
+    if writers is not None:
+        for t in test_ids:
+            others = (passed for name, passed in passed_by.items() if name != writers.get(t))
+            if t not in untrusted and not any(t in passed for passed in others):
+                untrusted[t] = "only its writer's answer passes it"
     return {
         "trusted": [t for t in test_ids if t not in untrusted],
         "untrusted": {t: untrusted[t] for t in test_ids if t in untrusted},
         "consensus": consensus,
         "ambiguous": ambiguous,
+        "rule": "consensus" if writers is None else "independent",
     }
+
+
+TrustRule = Literal["consensus", "independent"]
+TRUST_RULES: Final[tuple[TrustRule, ...]] = ("consensus", "independent")
+
+
+def trust_tests(
+    matrix: Mapping[str, Mapping[str, str]], tests: Iterable[Mapping[str, Any]], rule: TrustRule
+) -> dict[str, Any]:
+    """`crosscheck` under a named rule, from test records ({"id", "writer", ...})."""
+    records = list(tests)
+    ids = [t["id"] for t in records]
+    if rule == "consensus":
+        return crosscheck(matrix, ids)
+    return crosscheck(matrix, ids, {t["id"]: str(t.get("writer", "")) for t in records})
 
 
 def pair_verdict(execution: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
@@ -167,8 +197,7 @@ def merge_executions(parts: list[Mapping[str, Any]]) -> dict[str, Any] | None:
         merged[key] = {}
         for part in parts:
             merged[key].update(part.get(key) or {})
-    test_ids = [t["id"] for t in base["tests"]]
-    merged["trust"] = crosscheck(merged["matrix"], test_ids)
+    merged["trust"] = trust_tests(merged["matrix"], base["tests"], base.get("trust", {}).get("rule", "consensus"))
     merged["passes"] = passes(merged["matrix"], merged["trust"]["trusted"])
     return merged
 

@@ -272,7 +272,9 @@ def run_battle(
     if reason is None:
         tests, writers = collect_tests(_collect(ctx, writing, "tests"), config.tests.per_writer)
         records = unit_test_records(tests)
-        execution = execution_record(run_answers(rt, answers, records, config.tests), records, writers, language)
+        execution = execution_record(
+            run_answers(rt, answers, records, config.tests), records, writers, language, config.tests.trust
+        )
     else:
         execution = not_executed(reason, language)
     judgments, pairs = _judge_all(ctx, schedule(list(answers), live), answers, execution)

@@ -15,7 +15,7 @@ from warrior.common.campaign_config import UnitTestsConfig
 from warrior.common.celery_app import ServiceUnavailable, make_celery
 from warrior.common.programs import UnitTest, binding_for, extract_code, load_program, unit_test_program
 from warrior.common.runtime import Runtime
-from warrior.common.verification import crosscheck, outcome_of, passes
+from warrior.common.verification import TrustRule, outcome_of, passes, trust_tests
 from warrior.executor.runner import Executor, ExecutorTimeout, LocalExecutor, Program, QueueExecutor
 
 STDERR_CHARS = 300
@@ -109,10 +109,15 @@ def run_answers(
 
 
 def execution_record(
-    executed: dict[str, Any], tests: list[dict[str, Any]], writers: dict[str, Any], language: str
+    executed: dict[str, Any],
+    tests: list[dict[str, Any]],
+    writers: dict[str, Any],
+    language: str,
+    rule: TrustRule = "consensus",
 ) -> dict[str, Any]:
-    """The battle's `execution` entry: tests, who wrote them, the pass matrix and the trust decision."""
-    trust = crosscheck(executed["matrix"], [t["id"] for t in tests])
+    """The battle's `execution` entry: tests, who wrote them, the pass matrix and the trust decision
+    under `rule` (`battle.tests.trust`)."""
+    trust = trust_tests(executed["matrix"], tests, rule)
     return {
         "executable": True,
         "reason": None,
