@@ -117,6 +117,8 @@ def _environment(tag: str) -> tuple[Path, Any, Proxy]:
             "WARRIOR_REGISTRY_TTL_S": "5",
             "WARRIOR_VISIBILITY_TIMEOUT_S": "15",
             "WARRIOR_GRPC_DEADLINE_S": "20",
+            # A worker whose consumer wedged after Redis came back starts itself afresh after this long.
+            "WARRIOR_CONSUMER_STALL_S": "10",
             "WARRIOR_ZLT_CALL_LOG": str(home / "engine-calls.log"),
         }
     )
@@ -246,6 +248,7 @@ def run_campaign(tag: str, size: dict[str, Any], *, faults: bool, seed: int, tim
         # only if it is still there after that build ended and the queues had time to drain.
         settle = time.monotonic() + 120
         while time.monotonic() < settle and (state.status() == "building" or _stuck_messages(rt.redis)):
+            crashed.extend(_supervise(stack))
             time.sleep(0.5)
         stuck_queues = _stuck_messages(rt.redis)
         manifest = ops.build_dataset(app, campaign, config.dataset.name) if finished else None
@@ -283,6 +286,8 @@ def _checks(rt: Any, campaign: str, snap: dict[str, Any], rows: list[dict[str, A
     by_hash = Counter(executions)
     # Repeats an expert answered from the answer cache its replicas share in Redis (it logs each).
     shared = sum(p.read_text(errors="replace").count("answered from Redis") for p in (home / "logs").glob("expert-*"))
+    # Workers that found their broker consumer wedged (a Redis restart can leave one so) and started afresh.
+    wedged = sum(p.read_text(errors="replace").count("consumer is wedged") for p in (home / "logs").glob("worker-*"))
     return {
         "kept": snap["instructions"]["kept"],
         "battled": len(battled),
@@ -293,6 +298,7 @@ def _checks(rt: Any, campaign: str, snap: dict[str, Any], rows: list[dict[str, A
         "ledger_records": ledger,
         "calls_paid_twice": sum(n - 1 for n in by_hash.values() if n > 1),
         "answers_shared": shared,
+        "consumers_restarted": wedged,
         "ledger_reused": int(snap["counters"].get("ledger_reused", 0)),
     }
 
@@ -319,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'tasks redelivered':<38}{rough['redelivered']}",
         f"{'stalls resumed (lost messages)':<38}{rough['resumed_after_stall']}",
         f"{'processes restarted after exiting':<38}{len(rough['crashed_and_restarted'])}",
+        f"{'wedged consumers started afresh':<38}{rough['consumers_restarted']}",
         f"{'calls reused from the ledger':<38}{rough['ledger_reused']}",
         f"{'engine executions / ledger records':<38}{rough['engine_executions']} / {rough['ledger_records']}",
         f"{'calls answered from the shared cache':<38}{rough['answers_shared']}",

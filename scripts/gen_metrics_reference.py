@@ -27,6 +27,7 @@ SOURCES = (
     ("warrior_executor_", "executor worker"),
     ("warrior_task", "every Celery worker"),
     ("warrior_dead_letters", "every Celery worker"),
+    ("warrior_consumer_", "every Celery worker"),
     ("warrior_ledger_", "workers that call experts"),
     ("warrior_controller_", "controller (every replica)"),
     ("warrior_campaign_", "controller (the leader)"),

@@ -55,6 +55,11 @@ def plan(items: Sequence[T], *, batch_size: int, spread: int, queue_depth: int) 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:
     """Messages waiting in a queue (all priority levels); 0 when Redis cannot say (the split is a hint)."""
+    return queue_depth_or_none(client, queue) or 0
+
+
+def queue_depth_or_none(client: redis.Redis, queue: str) -> int | None:
+    """Messages waiting in a queue (all priority levels); None when Redis cannot say."""
     from kombu.transport.redis import Channel  # kombu names level p `<queue><sep><p>`, level 0 after the queue
 
     names = [queue] + [f"{queue}{Channel.sep}{level}" for level in range(1, 10)]
@@ -64,7 +69,7 @@ def queue_depth(client: redis.Redis, queue: str) -> int:
             pipe.llen(name)
         return int(sum(pipe.execute()))
     except redis.RedisError:
-        return 0
+        return None
 
 
 def run_each(

@@ -14,7 +14,7 @@ import redis.exceptions
 from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
 
-from warrior.common import metrics, queues
+from warrior.common import consumer_watchdog, metrics, queues
 from warrior.common.logs import install_celery_logging
 from warrior.common.settings import Settings, celery_broker_url
 from warrior.common.store import StoreUnavailable
@@ -120,6 +120,7 @@ def make_celery(service: str, settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
     )
     _record_stage_timing()
+    consumer_watchdog.install(app, service)
     install_celery_logging(service)
     metrics.instrument_celery()
     return app

@@ -130,6 +130,12 @@ DEAD_LETTERS = Counter(
     "Task messages set aside after too many deliveries (warrior:deadletter)",
     ["task"],
 )
+CONSUMER_STALLS = Counter(
+    "warrior_consumer_stalls_total",
+    "Times a worker started itself afresh because messages waited in its queues while it, idle, took none "
+    "for WARRIOR_CONSUMER_STALL_S (its broker consumer wedged after a reconnection)",
+    ["service"],
+)
 LEDGER_CALLS = Counter(
     "warrior_ledger_calls_total",
     "Model calls through the call ledger: reused (answered from a record, not paid again) or paid",
