@@ -33,10 +33,12 @@ def test_one_program_failing_or_stopped_does_not_touch_the_others() -> None:
     ]
     with LocalExecutor(workers=2) as executor:
         results = executor.run_many(programs)
-    assert [(r.status, r.limit) for r in results] == [
+    # The busy loop meets its wall-clock deadline and its CPU limit (both 1 s) at about the same time:
+    # whichever stops it, it is a timeout.
+    assert results[2].status == "timeout" and results[2].limit in ("wall_time 1s", "cpu_time"), results[2]
+    assert [(r.status, r.limit) for i, r in enumerate(results) if i != 2] == [
         ("passed", None),
         ("failed", None),
-        ("timeout", "wall_time 1s"),
         ("memory", "memory 256MB"),
         ("blocked", "no_network"),
         ("passed", None),

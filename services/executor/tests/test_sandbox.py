@@ -237,9 +237,14 @@ def test_a_uid_whose_last_run_was_cut_short_is_swept_before_it_is_used_again() -
     before it starts; a uid whose holder died mid-run is left dirty, and the next run that takes it
     first kills what that run left running and removes its files."""
     _require_root()
-    run("pass\n")
-    uid, clean = sandbox._IDENTITIES.acquire()
-    assert clean, "a uid released after a normal run is clean"
+    used = int(run("import os\nprint(os.getuid())\n", audit_hook=False).stdout)
+    # Take that same uid again (the pool rotates, and other uids of this host may be left dirty by
+    # runs that were killed, in other sessions).
+    identities = sandbox._IDENTITIES
+    candidates, _ = identities._setup()
+    identities._next = candidates.index(used)
+    uid, clean = identities.acquire()
+    assert uid == used and clean, "a uid released after a normal run is clean"
     leftover = subprocess.Popen(["sleep", "60"], user=uid, group=uid, start_new_session=True)
     stray = Path(tempfile.gettempdir()) / f"warrior-stray-{uuid.uuid4().hex}"
     stray.write_text("left behind")
@@ -247,8 +252,6 @@ def test_a_uid_whose_last_run_was_cut_short_is_swept_before_it_is_used_again() -
     try:
         sandbox._IDENTITIES.release(uid, clean=False)  # as if its holder had died mid-run
         # The next acquisition takes this uid again.
-        identities = sandbox._IDENTITIES
-        candidates, _ = identities._setup()
         identities._next = candidates.index(uid)
         # What the program sees (layers that would hide /proc and the file off): the sweep came first.
         probe = (
