@@ -2,8 +2,8 @@
 
 After the broker's connection breaks and comes back (Redis restarted, a network blip), a Celery
 worker on Redis can stay alive, answer pings and take nothing more from its queues: kombu's event
-loop loses the callback that polls the queues (celery/celery#8030, celery/kombu#2629; the chaos
-suite still met it with kombu 5.7). Its messages wait for good and the campaign stalls. Nothing
+loop loses the callback that polls the queues (celery/celery#8030, celery/kombu#2629, reported
+against recent releases too). Its messages wait for good and the campaign stalls. Nothing
 inside Celery notices, so this watchdog does: when messages wait in the worker's queues, the worker
 holds none (no task running, none reserved) and it has received nothing for `stall_s` seconds, its
 consumer is wedged. The worker then replaces itself with a fresh copy of the same command (exec, so
@@ -163,9 +163,9 @@ def _watch(watchdog: ConsumerWatchdog, service: str, names: list[str], stopping:
             return
 
 
-def restart_process(environ: dict[str, str] | None = None) -> None:
+def restart_process() -> None:
     """Replace this process with a fresh run of the command that started it (the same pid)."""
-    env = dict(os.environ if environ is None else environ)
+    env = dict(os.environ)
     env[RESTARTS_ENV] = str(int(env.get(RESTARTS_ENV, "0") or 0) + 1)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
